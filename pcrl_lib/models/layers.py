@@ -1,0 +1,86 @@
+"""Layer factories shared by the 2D and 3D networks.
+
+One code path for both dimensionalities: every network in :mod:`pcrl_lib.models` asks these
+factories for its convolution, normalisation and pooling layers by ``spatial_dims``, in the
+manner of MONAI's ``monai.networks.layers.factories`` (Project-MONAI/MONAI).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+_CONV_T = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+_BN = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+_MAXPOOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
+
+
+def check_spatial_dims(spatial_dims: int) -> int:
+    """Return ``spatial_dims`` if it is 2 or 3, else raise ``ValueError``."""
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+    return spatial_dims
+
+
+def conv(spatial_dims: int, *args, **kwargs) -> nn.Module:
+    """``nn.Conv2d`` or ``nn.Conv3d`` with the given arguments."""
+    return _CONV[check_spatial_dims(spatial_dims)](*args, **kwargs)
+
+
+def conv_transpose(spatial_dims: int, *args, **kwargs) -> nn.Module:
+    """``nn.ConvTranspose2d`` or ``nn.ConvTranspose3d`` with the given arguments."""
+    return _CONV_T[check_spatial_dims(spatial_dims)](*args, **kwargs)
+
+
+def batch_norm(spatial_dims: int, num_features: int) -> nn.Module:
+    """``nn.BatchNorm2d`` or ``nn.BatchNorm3d`` over ``num_features`` channels."""
+    return _BN[check_spatial_dims(spatial_dims)](num_features)
+
+
+def max_pool(spatial_dims: int) -> nn.Module:
+    """Max-pooling by 2 with ``ceil_mode=True``.
+
+    ``ceil_mode`` lets a size-1 axis survive another pooling (a 16^3 local view reaches
+    1^3 at rate 16 and stays 1^3 at rate 32), so five levels fit small inputs.
+    """
+    return _MAXPOOL[check_spatial_dims(spatial_dims)](kernel_size=2, stride=2, ceil_mode=True)
+
+
+class ConvBNReLU(nn.Module):
+    """3x3(x3) convolution (padding 1, with bias), batch norm and ReLU.
+
+    The unit of the 3D U-Net / Models Genesis family and of the paper's decoder (Eq. 1).
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: channels of the input ``(B, in_channels, *S)``.
+        out_channels: channels of the output ``(B, out_channels, *S)``.
+    """
+
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = conv(spatial_dims, in_channels, out_channels, kernel_size=3, padding=1)
+        self.bn = batch_norm(spatial_dims, out_channels)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C_in, *S) -> (B, C_out, *S)``."""
+        return self.act(self.bn(self.conv(x)))
+
+
+def resize_to(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """Resize ``(B, C, *S)`` to ``(B, C, *size)`` with (bi/tri)linear interpolation.
+
+    Returns ``x`` itself when it already has that size.
+    """
+    if tuple(x.shape[2:]) == tuple(size):
+        return x
+    mode = "bilinear" if x.dim() == 4 else "trilinear"
+    return F.interpolate(x, size=size, mode=mode, align_corners=False)
+
+
+def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
+    """Global average pooling ``(B, C, *S) -> (B, C)`` (the GAP of Eq. 5)."""
+    return x.flatten(2).mean(dim=2)
