@@ -23,7 +23,9 @@ help:
 $(STAMP): requirements.lock pyproject.toml
 	@if [ ! -x "$(PY)" ]; then echo ">> creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); fi
 	@echo ">> installing the locked environment (a few minutes the first time)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@# pip names each local index folder that lacks a package; those lines are noise.
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock 2>&1 \
+	  | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (pcrl-companion)" >/dev/null
 	@touch $(STAMP)
@@ -31,8 +33,8 @@ $(STAMP): requirements.lock pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pcrl_lib tests benchmarks data_prep
-	$(VENV)/bin/ruff format --check pcrl_lib tests benchmarks data_prep
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: lint
 	@# pytest exits 5 when it collects nothing; that is not a failure of the code.
