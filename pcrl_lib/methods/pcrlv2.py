@@ -56,6 +56,8 @@ class PCRLv2Config:
         full_resolution_mse: add an unweighted full-resolution MSE every step and weight
             the sampled scale's MSE by ``0.5 (1 + cos(pi * progress))`` (official code).
         restore_activation: ``"none"`` or ``"sigmoid"`` (the official 3D heads).
+        restore_head: ``"paper"`` (Conv1x1 after Conv-BN-ReLU) or ``"light"`` (BN(Conv3x3),
+            the official 3D ``deep_supervision_head``); see :class:`RestorationHead`.
     """
 
     spatial_dims: int = 3
@@ -72,6 +74,7 @@ class PCRLv2Config:
     scale_sampling: str = "per_step"
     full_resolution_mse: bool = False
     restore_activation: str = "none"
+    restore_head: str = "paper"
     preset: str = field(default="paper", compare=False)
 
     def __post_init__(self) -> None:
@@ -100,7 +103,7 @@ class PCRLv2Config:
                 "crossed comparison needs at least 3 scales",
             ),
             (
-                self.spatial_dims == 2 or self.depth >= {1: 1, 3: 3, 5: 5}[self.scales],
+                self.spatial_dims == 2 or self.depth >= self.scales,
                 f"{self.scales} scales need depth >= {self.scales}, got depth {self.depth}",
             ),
         ]
@@ -136,6 +139,7 @@ def pcrlv2_config(preset: str = "paper", spatial_dims: int = 3, **overrides) -> 
             scale_sampling="per_term",
             full_resolution_mse=True,
             restore_activation="sigmoid" if spatial_dims == 3 else "none",
+            restore_head="light" if spatial_dims == 3 else "paper",
         )
     return replace(base, **overrides)
 
@@ -175,7 +179,11 @@ class PCRLv2(nn.Module):
         if cfg.restoration:
             for r in self.restore_rates:
                 self.restoration_heads[str(r)] = RestorationHead(
-                    cfg.spatial_dims, ch[r], cfg.in_channels, cfg.restore_activation
+                    cfg.spatial_dims,
+                    ch[r],
+                    cfg.in_channels,
+                    cfg.restore_activation,
+                    cfg.restore_head,
                 )
         self.final_head = None
         if cfg.restoration and cfg.full_resolution_mse:

@@ -11,11 +11,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pcrl_lib.models.layers import ConvBNReLU, conv, global_avg_pool
+from pcrl_lib.models.layers import ConvBNReLU, batch_norm, conv, global_avg_pool
 
 
 class RestorationHead(nn.Module):
-    """Pixel-restoration head: a :class:`ConvBNReLU` then a 1x1(x1) conv to the image channels.
+    """Pixel-restoration head of one pyramid level (Sec. 3.2).
+
+    ``style="paper"``: ``Conv1x1(Conv-BN-ReLU(phi))`` back to the image's channels.
+    ``style="light"``: ``BN(Conv3x3(phi))`` straight to the image's channels - the official
+    3D code's ``deep_supervision_head`` (with ``activation="sigmoid"``).
 
     Args:
         spatial_dims: 2 or 3.
@@ -23,21 +27,34 @@ class RestorationHead(nn.Module):
         out_channels: channels of the restored image (the input's channel count).
         activation: ``"none"`` (the paper) or ``"sigmoid"`` (the official 3D code, whose
             targets lie in [0, 1]).
+        style: ``"paper"`` or ``"light"``.
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, activation: str = "none"
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        activation: str = "none",
+        style: str = "paper",
     ) -> None:
         super().__init__()
         if activation not in ("none", "sigmoid"):
             raise ValueError(f"activation must be 'none' or 'sigmoid', got {activation!r}")
-        self.block = ConvBNReLU(spatial_dims, in_channels, in_channels)
-        self.out = conv(spatial_dims, in_channels, out_channels, kernel_size=1)
+        if style not in ("paper", "light"):
+            raise ValueError(f"style must be 'paper' or 'light', got {style!r}")
+        if style == "paper":
+            self.block = ConvBNReLU(spatial_dims, in_channels, in_channels)
+            self.out = conv(spatial_dims, in_channels, out_channels, kernel_size=1)
+        else:
+            self.conv = conv(spatial_dims, in_channels, out_channels, kernel_size=3, padding=1)
+            self.bn = batch_norm(spatial_dims, out_channels)
+        self.style = style
         self.activation = activation
 
     def forward(self, phi: torch.Tensor) -> torch.Tensor:
         """``(B, C, *S_k) -> (B, out_channels, *S_k)`` at the level's own resolution."""
-        y = self.out(self.block(phi))
+        y = self.out(self.block(phi)) if self.style == "paper" else self.bn(self.conv(phi))
         return torch.sigmoid(y) if self.activation == "sigmoid" else y
 
 

@@ -1,0 +1,41 @@
+"""CPU/GPU speed helpers: mixed precision and channels-last memory format.
+
+Measured on a 2-core CPU: bf16 autocast with ``channels_last_3d`` makes 3D convolution
+training steps 2-3x faster than fp32 (``benchmarks/pretrain_step.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_context(dtype: str, device_type: str = "cpu") -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``"bf16"`` / ``"fp16"``; a no-op for ``"fp32"``."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if DTYPES[dtype] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, dtype=DTYPES[dtype])
+
+
+def to_channels_last(obj: nn.Module | torch.Tensor):
+    """Move a module or a 4D/5D tensor to channels-last (3D: ``channels_last_3d``).
+
+    Modules convert their 4D and 5D parameters; tensors of other ranks are returned as is.
+    """
+    if isinstance(obj, nn.Module):
+        for p in obj.parameters():
+            if p.dim() in (4, 5):
+                fmt = torch.channels_last if p.dim() == 4 else torch.channels_last_3d
+                p.data = p.data.contiguous(memory_format=fmt)
+        return obj
+    if obj.dim() == 4:
+        return obj.contiguous(memory_format=torch.channels_last)
+    if obj.dim() == 5:
+        return obj.contiguous(memory_format=torch.channels_last_3d)
+    return obj

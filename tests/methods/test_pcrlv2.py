@@ -1,0 +1,186 @@
+import pytest
+import torch
+
+from pcrl_lib.methods import PCRLv2, PCRLv2Config, pcrlv2_config
+from pcrl_lib.methods.pcrlv2 import cosine_weight
+
+
+def tiny(**overrides) -> PCRLv2:
+    return PCRLv2(pcrlv2_config("paper", 3, width=0.125, **overrides))
+
+
+def batch(b=2, n_locals=3, size=(32, 32, 32), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = {
+        k: torch.rand(b, 1, *size, generator=g)
+        for k in ("global1", "global2", "target1", "target2")
+    }
+    out["locals"] = torch.rand(b, n_locals, 1, 16, 16, 16, generator=g)
+    return out
+
+
+def test_paper_and_official_presets():
+    paper = pcrlv2_config("paper", 3)
+    assert (paper.depth, paper.scales, paper.restore_views, paper.scale_sampling) == (
+        5,
+        5,
+        2,
+        "per_step",
+    )
+    official = PCRLv2(pcrlv2_config("official", 3))
+    assert official.compare_rates == [4, 2, 1]
+    assert sum(p.numel() for p in official.parameters()) == 17_111_434  # the released model
+    assert pcrlv2_config("official", 2).scales == 5
+    with pytest.raises(ValueError, match="preset"):
+        pcrlv2_config("mine", 3)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("scales", 4, "scales"),
+        ("comparison_mode", "diagonal", "comparison_mode"),
+        ("crops", "tiles", "crops"),
+        ("restore_views", 3, "restore_views"),
+        ("restoration", False, None),
+    ],
+)
+def test_config_validation(field, value, message):
+    if message is None:
+        with pytest.raises(ValueError, match="both off"):
+            PCRLv2Config(restoration=False, comparison=False)
+        return
+    with pytest.raises(ValueError, match=message):
+        PCRLv2Config(**{field: value})
+    with pytest.raises(ValueError, match="depth"):
+        PCRLv2Config(depth=3, scales=5)
+
+
+def test_full_method_returns_every_term():
+    torch.manual_seed(0)
+    out = tiny()(batch())
+    assert set(out) == {
+        "loss",
+        "restoration",
+        "global_global",
+        "local_global",
+        "collapse_std",
+        "scale",
+    }
+    expected = out["restoration"] + out["global_global"] + out["local_global"]
+    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert int(out["scale"]) in (16, 8, 4, 2, 1)
+
+
+def test_restoration_and_comparison_switches():
+    torch.manual_seed(0)
+    rest_only = tiny(comparison=False)
+    assert len(rest_only.comparison_heads) == 0 and len(rest_only.predictors) == 0
+    out = rest_only({k: v for k, v in batch().items() if k != "locals"})
+    assert set(out) == {"loss", "restoration"}
+    comp_only = tiny(restoration=False)
+    assert len(comp_only.restoration_heads) == 0
+    out = comp_only({k: v for k, v in batch().items() if not k.startswith("target")})
+    assert "restoration" not in out and "global_global" in out
+
+
+def test_scales_switch_selects_the_rates():
+    one = tiny(scales=1)
+    assert (one.restore_rates, one.compare_rates) == ([1], [32])
+    torch.manual_seed(0)
+    assert int(one(batch())["scale"]) == 32  # comparison on the encoder output
+    three = tiny(scales=3)
+    assert three.compare_rates == [4, 2, 1] and sorted(map(int, three.restoration_heads)) == [
+        1,
+        2,
+        4,
+    ]
+    five = tiny(scales=5)
+    assert five.compare_rates == [16, 8, 4, 2, 1]
+
+
+def test_crops_none_drops_the_local_term():
+    torch.manual_seed(0)
+    out = tiny(crops="none")({k: v for k, v in batch().items() if k != "locals"})
+    assert "local_global" not in out and "global_global" in out
+    with pytest.raises(KeyError, match="locals"):
+        tiny(crops="sub")({k: v for k, v in batch().items() if k != "locals"})
+
+
+def test_crossed_comparison_pairs_different_scales():
+    model = tiny(comparison_mode="crossed", scales=3)
+    assert sorted(model.predictors) == ["1to2", "1to4", "2to1", "2to4", "4to1", "4to2"]
+    assert model.predictors["4to1"].fc2.out_features == model.net.level_channels[1]
+    for seed in range(10):
+        torch.manual_seed(seed)
+        a, b = model._draw_pair(model._draw_scale_index())
+        assert a != b
+    torch.manual_seed(0)
+    assert torch.isfinite(model(batch())["loss"])
+
+
+def test_skip_switch_builds_a_unet():
+    assert tiny(skip=True).net.skip and not tiny().net.skip
+    torch.manual_seed(0)
+    assert torch.isfinite(tiny(skip=True)(batch())["loss"])
+
+
+def test_only_the_needed_pyramid_levels_are_decoded(monkeypatch):
+    model = tiny(crops="none")
+    monkeypatch.setattr(model, "_draw_scale_index", lambda: 0)  # rate 16
+    calls = []
+    for i, block in enumerate(model.net.blocks):
+        block.register_forward_hook(lambda *_, i=i: calls.append(i))
+    model({k: v for k, v in batch().items() if k != "locals"})
+    assert calls == [0, 0]  # each view decodes the rate-16 level only
+
+
+def test_official_preset_restores_only_the_first_view_and_decays_the_scale_term():
+    torch.manual_seed(0)
+    model = PCRLv2(pcrlv2_config("official", 3, width=0.125))
+    data = {k: v for k, v in batch().items() if k != "target2"}  # view 2 is never restored
+    out = model(data, progress=0.0)
+    assert {"restoration", "global_global", "local_global"} <= set(out)
+    assert model.final_head is not None
+    assert cosine_weight(0.0) == 1.0 and cosine_weight(1.0) == pytest.approx(0.0)
+    assert cosine_weight(0.5) == pytest.approx(0.5)
+
+
+def test_gradients_reach_encoder_and_heads():
+    torch.manual_seed(0)
+    model = tiny(scales=3)
+    model(batch())["loss"].backward()
+    assert model.net.encoder.stages[0][0].conv.weight.grad.abs().sum() > 0
+    used = [p for p in model.predictors.values() if p.fc1.weight.grad is not None]
+    assert used, "no predictor received a gradient"
+
+
+def test_same_seed_same_result():
+    def run():
+        torch.manual_seed(1)
+        model = tiny()
+        torch.manual_seed(2)
+        return model(batch())["loss"].item()
+
+    assert run() == run()
+
+
+def test_loss_falls_over_20_steps(monkeypatch):
+    torch.manual_seed(0)
+    model = tiny(scales=3)
+    monkeypatch.setattr(model, "_draw_scale_index", lambda: 2)  # one scale: comparable steps
+    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    data = batch()
+    losses = []
+    for _ in range(20):
+        out = model(data)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(out["loss"].item())
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.05, losses
+
+
+def test_missing_keys_are_named():
+    with pytest.raises(KeyError, match="global2"):
+        tiny()({"global1": torch.zeros(2, 1, 32, 32, 32)})

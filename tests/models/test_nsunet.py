@@ -1,0 +1,107 @@
+import pytest
+import torch
+
+from pcrl_lib.models import NSUNet
+
+
+@pytest.mark.parametrize(
+    ("args", "shape", "expected"),
+    [
+        # (spatial_dims, in_ch, depth, width) / input / {rate: (channels, *spatial)}
+        (
+            (3, 1, 5, 0.125),
+            (2, 1, 64, 64, 32),
+            {
+                32: (64, 2, 2, 1),
+                16: (64, 4, 4, 2),
+                8: (64, 8, 8, 4),
+                4: (32, 16, 16, 8),
+                2: (16, 32, 32, 16),
+                1: (8, 64, 64, 32),
+            },
+        ),
+        (
+            (3, 1, 5, 0.125),
+            (2, 1, 16, 16, 16),
+            {
+                32: (64, 1, 1, 1),
+                16: (64, 1, 1, 1),
+                8: (64, 2, 2, 2),
+                4: (32, 4, 4, 4),
+                2: (16, 8, 8, 8),
+                1: (8, 16, 16, 16),
+            },
+        ),
+        (
+            (3, 4, 3, 0.25),
+            (1, 4, 32, 32, 32),
+            {8: (128, 4, 4, 4), 4: (64, 8, 8, 8), 2: (32, 16, 16, 16), 1: (16, 32, 32, 32)},
+        ),
+        (
+            (2, 3, 5, 1.0),
+            (2, 3, 64, 64),
+            {
+                32: (512, 2, 2),
+                16: (256, 4, 4),
+                8: (128, 8, 8),
+                4: (64, 16, 16),
+                2: (32, 32, 32),
+                1: (16, 64, 64),
+            },
+        ),
+    ],
+)
+def test_pyramid_shapes(args, shape, expected):
+    net = NSUNet(*args)
+    pyramid = net(torch.zeros(shape))
+    assert {r: tuple(t.shape[1:]) for r, t in pyramid.items()} == expected
+    assert {r: c for r, (c, *_) in expected.items()} == net.level_channels
+
+
+def test_finest_rate_skips_finer_levels():
+    net = NSUNet(3, 1, depth=5, width=0.125)
+    calls = []
+    for i, block in enumerate(net.blocks):
+        block.register_forward_hook(lambda *_, i=i: calls.append(i))
+    pyramid = net(torch.zeros(1, 1, 64, 64, 32), finest_rate=8)
+    assert sorted(pyramid) == [8, 16, 32]
+    assert calls == [0, 1]  # only the blocks to rates 16 and 8 ran
+
+
+def test_skip_connections_change_the_decoder_only():
+    plain = NSUNet(3, 1, depth=5, width=0.125)
+    skip = NSUNet(3, 1, depth=5, width=0.125, skip=True)
+    assert plain.blocks[-1].conv1.conv.in_channels == 16  # rate-2 decoder channels
+    assert skip.blocks[-1].conv1.conv.in_channels == 16 + 8  # + encoder level-0 channels
+    assert sum(p.numel() for p in skip.encoder.parameters()) == sum(
+        p.numel() for p in plain.encoder.parameters()
+    )
+    out = skip(torch.zeros(2, 1, 16, 16, 16))  # 16^3 locals: sizes 1 -> 2 are resized
+    assert out[1].shape == (2, 8, 16, 16, 16)
+
+
+def test_2d_skip_has_no_full_resolution_encoder_feature():
+    net = NSUNet(2, 3, skip=True)
+    assert net.blocks[-1].conv1.conv.in_channels == 32  # nothing to concatenate at rate 1
+    assert net(torch.zeros(1, 3, 64, 64))[1].shape == (1, 16, 64, 64)
+
+
+def test_non_skip_output_depends_only_on_the_bottleneck():
+    torch.manual_seed(0)
+    net = NSUNet(3, 1, depth=3, width=0.125).eval()
+    x = torch.randn(1, 1, 32, 32, 32)
+    bottleneck = net.encoder(x)[-1]
+    h = bottleneck
+    for k, block in zip(range(2, -1, -1), net.blocks, strict=True):
+        h = block(h, [32 // 2**k] * 3)
+    assert torch.allclose(net(x)[1], h)
+
+
+def test_bad_input_is_named():
+    net = NSUNet(3, 1, depth=3, width=0.125)
+    with pytest.raises(ValueError, match=r"expected input \(B, 1"):
+        net(torch.zeros(1, 2, 16, 16, 16))
+    with pytest.raises(ValueError, match="finest_rate"):
+        net(torch.zeros(1, 1, 16, 16, 16), finest_rate=3)
+    with pytest.raises(ValueError, match="decoder_channels"):
+        NSUNet(3, 1, depth=3, decoder_channels=[8, 16])

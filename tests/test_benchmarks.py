@@ -1,0 +1,52 @@
+"""The benchmark scripts run and print the JSON line they promise (speed is not tested)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run(script, *args):
+    out = subprocess.run(
+        [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    ("dim", "preset", "dtype"),
+    [("3", "paper", "bf16"), ("3", "official", "fp32"), ("2", "official", "bf16")],
+)
+def test_pretrain_step_prints_its_figures(dim, preset, dtype):
+    args = [
+        "--dim",
+        dim,
+        "--batch",
+        "2",
+        "--dtype",
+        dtype,
+        "--preset",
+        preset,
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--locals",
+        "2",
+    ]
+    if dim == "3":
+        args += ["--width", "0.125"]
+    rec = _run("pretrain_step.py", *args)
+    assert {"median_s", "peak_rss_mb", "dim", "batch", "dtype", "preset"} <= set(rec)
+    assert rec["dim"] == int(dim) and rec["batch"] == 2 and rec["dtype"] == dtype
+    assert rec["median_s"] > 0 and rec["peak_rss_mb"] > 0
+
+
+def test_views_throughput_prints_samples_per_second():
+    rec = _run("views_throughput.py", "--samples", "2", "--shape", "160", "160", "120")
+    assert rec["samples_per_s"] > 0
+    assert rec["sample"]["locals"] == [6, 1, 16, 16, 16]
