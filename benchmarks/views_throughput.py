@@ -16,24 +16,10 @@ import json
 import time
 from dataclasses import replace
 
-import numpy as np
 import torch
 
+from pcrl_lib.data.phantom import phantom_ct
 from pcrl_lib.pipeline import paper_view_generator
-
-
-def phantom_ct(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
-    """A chest-CT-like volume in HU ``(1, X, Y, Z)``: air, an elliptic body, two lungs,
-    noise. Enough structure for the background filter to act as on real data."""
-    rng = np.random.default_rng(seed)
-    x, y, z = np.meshgrid(*[np.linspace(-1, 1, n, dtype=np.float32) for n in shape], indexing="ij")
-    vol = np.full(shape, -1000.0, dtype=np.float32)
-    body = (x / 0.85) ** 2 + (y / 0.65) ** 2 < 1
-    vol[body] = 40.0
-    for cx in (-0.4, 0.4):
-        vol[((x - cx) / 0.3) ** 2 + (y / 0.45) ** 2 + (z / 0.9) ** 2 < 1] = -850.0
-    vol += rng.normal(0, 20, shape).astype(np.float32)
-    return vol[None]
 
 
 def main() -> None:
