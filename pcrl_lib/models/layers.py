@@ -82,5 +82,8 @@ def resize_to(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
 
 
 def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
-    """Global average pooling ``(B, C, *S) -> (B, C)`` (the GAP of Eq. 5)."""
-    return x.flatten(2).mean(dim=2)
+    """Global average pooling ``(B, C, *S) -> (B, C)`` (the GAP of Eq. 5).
+
+    A mean over the spatial axes (no ``flatten``, which would copy a channels-last tensor).
+    """
+    return x.mean(dim=tuple(range(2, x.dim())))
