@@ -52,7 +52,7 @@ def main() -> None:
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9, weight_decay=1e-5)
     data = make_batch(args.dim, batch, args.locals, torch.float32)
-    times = []
+    times, losses = [], []
     for step in range(args.warmup + args.steps):
         start = time.perf_counter()
         with autocast_context(args.dtype):
@@ -60,6 +60,7 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         opt.step()
+        losses.append(float(out["loss"].detach()))
         if step >= args.warmup:
             times.append(time.perf_counter() - start)
     print(
@@ -78,7 +79,7 @@ def main() -> None:
                 "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
                 "threads": args.threads,
                 "steps": args.steps,
-                "loss": round(float(out["loss"]), 4),
+                "losses": [round(v, 4) for v in losses],
                 "torch": torch.__version__,
                 "cpu": platform.processor() or platform.machine(),
             }

@@ -160,7 +160,7 @@ class PCRLv2(nn.Module):
     Returns of ``forward(batch, progress)``: a dict of scalar tensors - ``loss`` (Eq. 10),
     and where computed ``restoration`` (Eq. 4), ``global_global`` (Eq. 8), ``local_global``
     (Eq. 9), ``collapse_std`` (std of the l2-normalised embedding; ~1/sqrt(D) when healthy,
-    0 when collapsed) and ``scale`` (the sampled rate).
+    0 when collapsed) and ``scale`` (the sampled rate of the comparison, else of the restoration).
     """
 
     def __init__(self, config: PCRLv2Config | None = None) -> None:
@@ -256,71 +256,74 @@ class PCRLv2(nn.Module):
         require_keys(batch, ("global1", "global2"), "PCRLv2")
         if cfg.restoration:
             require_keys(batch, ("target1", "target2")[: cfg.restore_views], "PCRLv2")
-        x1, x2 = batch["global1"], batch["global2"]
         use_locals = cfg.comparison and cfg.crops != "none"
         if use_locals:
             require_keys(batch, ("locals",), f"PCRLv2 with crops={cfg.crops!r}")
-        n_terms = 2 * batch["locals"].shape[1] if use_locals else 0
+        # Draw this step's scales, then decode each view no finer than its terms need.
         i = self._draw_scale_index()
-        # Rates each branch needs: decode no finer than that (Sec. 4.3 cost note).
+        r_rest = self.restore_rates[i] if cfg.restoration else None
         gg = self._draw_pair(i) if cfg.comparison else None
+        n_terms = 2 * batch["locals"].shape[1] if use_locals else 0
         if cfg.scale_sampling == "per_term":
             lg = [self._draw_pair(self._draw_scale_index()) for _ in range(n_terms)]
         else:
             lg = [gg] * n_terms
-        r_rest = self.restore_rates[i] if cfg.restoration else None
-        need1 = [r_rest] if cfg.restoration else []
-        if cfg.full_resolution_mse and cfg.restoration:
-            need1.append(1)
-        need2 = [r_rest] if cfg.restoration and cfg.restore_views == 2 else []
+        need1, need2 = [], []
+        if cfg.restoration:
+            need1.append(1 if cfg.full_resolution_mse else r_rest)
+            need1.append(r_rest)
+            if cfg.restore_views == 2:
+                need2.append(r_rest)
         if cfg.comparison:
             need1 += [gg[0]] + [a for a, _ in lg[0::2]]  # even terms meet view 1
             need2 += [gg[1]] + [a for a, _ in lg[1::2]]
-        pyr1 = self.net(x1, finest_rate=min(need1))
-        pyr2 = self.net(x2, finest_rate=min(need2))
+        pyramids = {"1": self.net(batch["global1"], finest_rate=min(need1))}
+        if need2:
+            pyramids["2"] = self.net(batch["global2"], finest_rate=min(need2))
+        if use_locals:
+            local = batch["locals"].flatten(0, 1)
+            pyramids["l"] = self.net(local, finest_rate=min(b for _, b in lg))
+
         out: dict[str, torch.Tensor] = {}
-        rest = gg_loss = lg_loss = None
         if cfg.restoration:
-            size = tuple(x1.shape[2:])
-            if cfg.full_resolution_mse:
-                w = cosine_weight(progress)
-                rest = restoration_loss(self.final_head_out(pyr1), batch["target1"])
-                rest = rest + w * restoration_loss(
-                    self._restore(pyr1, r_rest, size), batch["target1"]
-                )
-            else:
-                terms = [restoration_loss(self._restore(pyr1, r_rest, size), batch["target1"])]
-                if cfg.restore_views == 2:
-                    terms.append(
-                        restoration_loss(self._restore(pyr2, r_rest, size), batch["target2"])
-                    )
-                rest = torch.stack(terms).mean()
-            out["restoration"] = rest
+            out["restoration"] = self._restoration_term(batch, pyramids, r_rest, progress)
         if cfg.comparison:
-            pyramids = {"1": pyr1, "2": pyr2}
-            if use_locals:
-                loc = batch["locals"]
-                n_loc = loc.shape[1]
-                finest = min(b for _, b in lg)
-                pyramids["l"] = self.net(loc.flatten(0, 1), finest_rate=finest)
             z, p = self._embeddings(pyramids)
             a, b = gg
-            gg_loss = symmetric_negative_cosine(p("1", a, b), z("1", a), p("2", b, a), z("2", b))
-            out["global_global"] = gg_loss
+            out["global_global"] = symmetric_negative_cosine(
+                p("1", a, b), z("1", a), p("2", b, a), z("2", b)
+            )
             out["collapse_std"] = F.normalize(z("1", a).detach().float(), dim=1).std(0).mean()
             if use_locals:
+                n_loc = batch["locals"].shape[1]
                 terms = []
                 for t, (a, b) in enumerate(lg):
                     g, j = ("1", "2")[t % 2], t // 2  # local j meets both globals
                     zl = z("l", b).unflatten(0, (-1, n_loc))[:, j]
                     pl = p("l", b, a).unflatten(0, (-1, n_loc))[:, j]
                     terms.append(symmetric_negative_cosine(p(g, a, b), z(g, a), pl, zl))
-                lg_loss = torch.stack(terms).mean()
-                out["local_global"] = lg_loss
-        out["loss"] = pcrlv2_objective(rest, gg_loss, lg_loss)
-        if cfg.comparison:
-            out["scale"] = torch.tensor(float(gg[0]))
+                out["local_global"] = torch.stack(terms).mean()
+        out["loss"] = pcrlv2_objective(
+            out.get("restoration"), out.get("global_global"), out.get("local_global")
+        )
+        out["scale"] = torch.tensor(float(gg[0] if cfg.comparison else r_rest))
         return out
+
+    def _restoration_term(
+        self, batch: dict, pyramids: dict, rate: int, progress: float
+    ) -> torch.Tensor:
+        """Eq. 4 at ``rate`` for the restored views; with ``full_resolution_mse`` (official
+        code) the full-resolution MSE plus the cosine-weighted MSE at ``rate``."""
+        cfg = self.config
+        size = tuple(batch["global1"].shape[2:])
+        first = restoration_loss(self._restore(pyramids["1"], rate, size), batch["target1"])
+        if cfg.full_resolution_mse:
+            full = restoration_loss(self.final_head_out(pyramids["1"]), batch["target1"])
+            return full + cosine_weight(progress) * first
+        if cfg.restore_views == 1:
+            return first
+        second = restoration_loss(self._restore(pyramids["2"], rate, size), batch["target2"])
+        return (first + second) / 2
 
     def final_head_out(self, pyramid: dict) -> torch.Tensor:
         """The official code's full-resolution output head (``out_tr``) on rate 1."""

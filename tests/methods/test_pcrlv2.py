@@ -77,7 +77,7 @@ def test_restoration_and_comparison_switches():
     rest_only = tiny(comparison=False)
     assert len(rest_only.comparison_heads) == 0 and len(rest_only.predictors) == 0
     out = rest_only({k: v for k, v in batch().items() if k != "locals"})
-    assert set(out) == {"loss", "restoration"}
+    assert set(out) == {"loss", "restoration", "scale"}
     comp_only = tiny(restoration=False)
     assert len(comp_only.restoration_heads) == 0
     out = comp_only({k: v for k, v in batch().items() if not k.startswith("target")})
@@ -184,3 +184,13 @@ def test_loss_falls_over_20_steps(monkeypatch):
 def test_missing_keys_are_named():
     with pytest.raises(KeyError, match="global2"):
         tiny()({"global1": torch.zeros(2, 1, 32, 32, 32)})
+
+
+def test_official_restoration_only_never_decodes_the_second_view():
+    torch.manual_seed(0)
+    model = PCRLv2(pcrlv2_config("official", 3, width=0.125, comparison=False))
+    seen = []
+    model.net.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[0]))
+    out = model({k: batch()[k] for k in ("global1", "global2", "target1")})
+    assert set(out) == {"loss", "restoration", "scale"} and int(out["scale"]) in (4, 2, 1)
+    assert len(seen) == 1  # view 1 only
