@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pcrl_lib.models.layers import ConvBNReLU, batch_norm, conv, global_avg_pool
+from pcrl_lib.models.layers import ConvBNReLU, batch_norm, conv, conv_forward, global_avg_pool
 
 
 class RestorationHead(nn.Module):
@@ -54,7 +54,11 @@ class RestorationHead(nn.Module):
 
     def forward(self, phi: torch.Tensor) -> torch.Tensor:
         """``(B, C, *S_k) -> (B, out_channels, *S_k)`` at the level's own resolution."""
-        y = self.out(self.block(phi)) if self.style == "paper" else self.bn(self.conv(phi))
+        y = (
+            self.out(self.block(phi))
+            if self.style == "paper"
+            else self.bn(conv_forward(self.conv, phi))
+        )
         return torch.sigmoid(y) if self.activation == "sigmoid" else y
 
 

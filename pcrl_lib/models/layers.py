@@ -67,7 +67,22 @@ class ConvBNReLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, *S) -> (B, C_out, *S)``."""
-        return self.act(self.bn(self.conv(x)))
+        return self.act(self.bn(conv_forward(self.conv, x)))
+
+
+def conv_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a 3x3(x3) convolution, in fp32 when a spatial axis is shorter than 3 under
+    autocast.
+
+    On the CPU, oneDNN's bf16 weight gradient of a padded 3x3x3 convolution on inputs of
+    2x2x2 (or 2x2x1) voxels - the pyramid's coarse levels of small views - is intermittently
+    NaN (seen about once in 60 calls with torch 2.14.1); fp32 is not affected, and these
+    tensors are tiny, so they skip autocast at no measurable cost.
+    """
+    if torch.is_autocast_enabled(x.device.type) and min(x.shape[2:]) < 3:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return layer(x.float())
+    return layer(x)
 
 
 def resize_to(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
