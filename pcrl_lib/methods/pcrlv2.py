@@ -153,6 +153,8 @@ class PCRLv2(nn.Module):
     """PCRLv2 on an :class:`~pcrl_lib.models.NSUNet` (Sec. 3, Fig. 2).
 
     Heads are distinct per scale and shared by the two siamese views and the local views.
+    The scales of a step are drawn from torch's global generator (``torch.manual_seed``
+    makes them repeatable); each view is decoded no finer than its terms need.
 
     Args:
         config: the switches; see :class:`PCRLv2Config` and :func:`pcrlv2_config`.
