@@ -1,0 +1,117 @@
+"""Evaluation metrics of the paper's tables (Sec. 4.2): per-class and mean AUROC for the
+classification tasks (scikit-learn), Dice per class on whole volumes for segmentation
+(BraTS WT / TC / ET, LiTS liver), and bootstrap confidence intervals over test cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+#: BraTS evaluation regions as sets of labels (1 necrosis/non-enhancing, 2 oedema, 4 enhancing).
+BRATS_REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
+
+
+def auroc_per_class(
+    y_true: np.ndarray, y_score: np.ndarray, class_names: Sequence[str] | None = None
+) -> dict[str, float]:
+    """AUROC of each class and their mean (Tables IV-VI).
+
+    A class whose test labels are all equal has no AUROC: its value is NaN, it is left out
+    of the mean, and it is listed under ``"undefined"`` - never dropped silently.
+
+    Args:
+        y_true: ``(N, C)`` binary labels (or ``(N,)`` for one class).
+        y_score: ``(N, C)`` scores of the same shape.
+        class_names: C names (default ``"0" .. "C-1"``).
+
+    Returns:
+        ``{name: auroc, ..., "mean": mean over defined classes, "undefined": [names]}``.
+    """
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if y_true.ndim == 1:
+        y_true, y_score = y_true[:, None], y_score[:, None] if y_score.ndim == 1 else y_score
+    if y_true.shape != y_score.shape:
+        raise ValueError(
+            f"auroc_per_class: labels {y_true.shape} and scores {y_score.shape} differ"
+        )
+    if not np.isin(y_true, (0, 1)).all():
+        raise ValueError("auroc_per_class: labels must be 0 or 1")
+    if not np.isfinite(y_score).all():
+        raise ValueError("auroc_per_class: scores contain NaN or Inf")
+    names = (
+        list(class_names) if class_names is not None else [str(i) for i in range(y_true.shape[1])]
+    )
+    if len(names) != y_true.shape[1]:
+        raise ValueError(f"auroc_per_class: {len(names)} names for {y_true.shape[1]} classes")
+    out: dict = {}
+    undefined = []
+    for c, name in enumerate(names):
+        if len(np.unique(y_true[:, c])) < 2:
+            out[name] = float("nan")
+            undefined.append(name)
+        else:
+            out[name] = float(roc_auc_score(y_true[:, c], y_score[:, c]))
+    defined = [out[n] for n in names if n not in undefined]
+    out["mean"] = float(np.mean(defined)) if defined else float("nan")
+    out["undefined"] = undefined
+    return out
+
+
+def dice(pred: np.ndarray, target: np.ndarray) -> float:
+    """Hard Dice ``2|P & T| / (|P| + |T|)`` of two binary masks; 1.0 when both are empty."""
+    pred, target = np.asarray(pred, bool), np.asarray(target, bool)
+    if pred.shape != target.shape:
+        raise ValueError(f"dice: prediction {pred.shape} and target {target.shape} differ")
+    denom = pred.sum() + target.sum()
+    return 1.0 if denom == 0 else float(2 * np.logical_and(pred, target).sum() / denom)
+
+
+def dice_per_region(
+    pred_labels: np.ndarray, target_labels: np.ndarray, regions: dict[str, tuple[int, ...]]
+) -> dict[str, float]:
+    """Dice of each region (a set of labels) on whole label volumes, and their mean.
+
+    Example: ``dice_per_region(p, t, BRATS_REGIONS)`` gives WT, TC, ET and mean (Table VII);
+    ``dice_per_region(p, t, {"liver": (1, 2)})`` the LiTS liver (Table VIII).
+    """
+    out = {
+        name: dice(np.isin(pred_labels, labels), np.isin(target_labels, labels))
+        for name, labels in regions.items()
+    }
+    out["mean"] = float(np.mean(list(out.values())))
+    return out
+
+
+def bootstrap_ci(
+    metric: Callable[..., float],
+    *arrays: np.ndarray,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap ``(1 - alpha)`` interval of ``metric(*arrays)``, resampling the
+    cases (the first axis of every array) with replacement.
+
+    Resamples on which the metric is undefined (NaN, e.g. a class without positives) are
+    left out; if more than half are, the interval is ``(nan, nan)``.
+    """
+    if not arrays:
+        raise ValueError("bootstrap_ci: give at least one array")
+    n = len(arrays[0])
+    if any(len(a) != n for a in arrays):
+        raise ValueError("bootstrap_ci: arrays need the same number of cases")
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        values.append(metric(*[np.asarray(a)[idx] for a in arrays]))
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) < n_boot / 2:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)

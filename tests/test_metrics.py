@@ -1,0 +1,82 @@
+import math
+
+import numpy as np
+import pytest
+
+from pcrl_lib.metrics import BRATS_REGIONS, auroc_per_class, bootstrap_ci, dice, dice_per_region
+
+
+def test_auroc_hand_values_and_mean():
+    y = np.array([[0, 1], [0, 0], [1, 1], [1, 0]])
+    s = np.array([[0.1, 0.9], [0.4, 0.2], [0.35, 0.3], [0.8, 0.4]])
+    out = auroc_per_class(y, s, ["a", "b"])
+    # class a: positives {0.35, 0.8} vs negatives {0.1, 0.4}: 3 of 4 pairs ordered -> 0.75
+    # class b: positives {0.9, 0.3} vs negatives {0.2, 0.4}: 3 of 4 -> 0.75
+    assert out["a"] == pytest.approx(0.75) and out["b"] == pytest.approx(0.75)
+    assert out["mean"] == pytest.approx(0.75) and out["undefined"] == []
+
+
+def test_auroc_undefined_class_is_reported_not_dropped():
+    y = np.array([[0, 1], [1, 1], [0, 1]])
+    out = auroc_per_class(y, np.random.default_rng(0).random((3, 2)))
+    assert math.isnan(out["1"]) and out["undefined"] == ["1"]
+    assert out["mean"] == out["0"]
+
+
+def test_auroc_bad_input():
+    with pytest.raises(ValueError, match="differ"):
+        auroc_per_class(np.zeros((3, 2)), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="0 or 1"):
+        auroc_per_class(np.array([[2], [0]]), np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="NaN"):
+        auroc_per_class(np.array([[1], [0]]), np.array([[np.nan], [0.0]]))
+
+
+def test_dice_hand_values():
+    a = np.zeros((4, 4), bool)
+    b = np.zeros((4, 4), bool)
+    a[:2] = True  # 8 voxels
+    b[1:3] = True  # 8 voxels, 4 shared
+    assert dice(a, b) == pytest.approx(0.5)
+    assert dice(a, a) == 1.0 and dice(~a & a, ~a & a) == 1.0
+    with pytest.raises(ValueError, match="differ"):
+        dice(a, b[:2])
+
+
+def test_brats_regions_are_nested():
+    target = np.array([0, 1, 2, 4, 4, 2])
+    pred = np.array([0, 1, 2, 4, 2, 0])
+    out = dice_per_region(pred, target, BRATS_REGIONS)
+    # WT {1,2,4}: pred {1,2,3,4}, target {1,2,3,4,5}: 2*4/9
+    assert out["WT"] == pytest.approx(8 / 9)
+    # TC {1,4}: pred {1,3}, target {1,3,4}: 2*2/5
+    assert out["TC"] == pytest.approx(4 / 5)
+    # ET {4}: pred {3}, target {3,4}: 2/3
+    assert out["ET"] == pytest.approx(2 / 3)
+    assert out["mean"] == pytest.approx((8 / 9 + 4 / 5 + 2 / 3) / 3)
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_n():
+    rng = np.random.default_rng(0)
+
+    def mean(x):
+        return float(np.mean(x))
+
+    small, large = rng.normal(1.0, 1.0, 30), rng.normal(1.0, 1.0, 3000)
+    lo_s, hi_s = bootstrap_ci(mean, small, n_boot=500)
+    lo_l, hi_l = bootstrap_ci(mean, large, n_boot=500)
+    assert lo_s < mean(small) < hi_s and lo_l < mean(large) < hi_l
+    assert (hi_l - lo_l) < (hi_s - lo_s) / 5
+    assert bootstrap_ci(mean, small, n_boot=200, seed=1) == bootstrap_ci(
+        mean, small, n_boot=200, seed=1
+    )
+
+
+def test_bootstrap_of_an_undefined_metric_is_nan():
+    def always_nan(x):
+        return float("nan")
+
+    lo, hi = bootstrap_ci(always_nan, np.zeros(5), n_boot=10)
+    assert math.isnan(lo) and math.isnan(hi)
+    with pytest.raises(ValueError, match="same number"):
+        bootstrap_ci(always_nan, np.zeros(5), np.zeros(4))
