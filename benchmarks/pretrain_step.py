@@ -47,11 +47,15 @@ def main() -> None:
     )
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--checkpoint", action="store_true", help="recompute full-resolution activations"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     batch = args.batch or (4 if args.dim == 3 else 8)
     overrides = {"width": args.width} if args.dim == 3 else {}
+    overrides["checkpoint_full_resolution"] = args.checkpoint
     model = to_channels_last(PCRLv2(pcrlv2_config(args.preset, args.dim, **overrides)))
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9, weight_decay=1e-5)
@@ -81,6 +85,7 @@ def main() -> None:
                 "preset": args.preset,
                 "width": args.width if args.dim == 3 else None,
                 "locals": args.locals,
+                "checkpoint": args.checkpoint,
                 "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
                 "threads": args.threads,
                 "steps": args.steps,

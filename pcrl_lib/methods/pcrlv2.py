@@ -58,6 +58,8 @@ class PCRLv2Config:
         restore_activation: ``"none"`` or ``"sigmoid"`` (the official 3D heads).
         restore_head: ``"paper"`` (Conv1x1 after Conv-BN-ReLU) or ``"light"`` (BN(Conv3x3),
             the official 3D ``deep_supervision_head``); see :class:`RestorationHead`.
+        checkpoint_full_resolution: trade compute for memory at full resolution (not a
+            change of the method; see :class:`~pcrl_lib.models.NSUNet`).
     """
 
     spatial_dims: int = 3
@@ -75,6 +77,7 @@ class PCRLv2Config:
     full_resolution_mse: bool = False
     restore_activation: str = "none"
     restore_head: str = "paper"
+    checkpoint_full_resolution: bool = False
     preset: str = field(default="paper", compare=False)
 
     def __post_init__(self) -> None:
@@ -168,7 +171,14 @@ class PCRLv2(nn.Module):
     def __init__(self, config: PCRLv2Config | None = None) -> None:
         super().__init__()
         self.config = cfg = config or PCRLv2Config()
-        self.net = NSUNet(cfg.spatial_dims, cfg.in_channels, cfg.depth, cfg.width, cfg.skip)
+        self.net = NSUNet(
+            cfg.spatial_dims,
+            cfg.in_channels,
+            cfg.depth,
+            cfg.width,
+            cfg.skip,
+            checkpoint_full_resolution=cfg.checkpoint_full_resolution,
+        )
         rates = self.net.rates
         if cfg.scales == 1:
             self.restore_rates, self.compare_rates = [1], [self.net.bottleneck_rate]

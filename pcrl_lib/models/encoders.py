@@ -11,7 +11,7 @@ import torch
 import torchvision
 from torch import nn
 
-from pcrl_lib.models.layers import ConvBNReLU, conv, max_pool
+from pcrl_lib.models.layers import ConvBNReLU, checkpointed, conv, max_pool
 
 
 def _scaled(channels: int, width: float) -> int:
@@ -66,12 +66,17 @@ class UNetEncoder3D(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.pool = max_pool(spatial_dims)
         self.out_channels: list[int | None] = out_channels
+        #: recompute the full-resolution stage in the backward pass (saves memory)
+        self.checkpoint_first_stage = False
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor | None]:
         """``(B, C_in, *S)`` -> list of ``depth + 1`` features, level ``k`` at rate ``2**k``."""
         features: list[torch.Tensor | None] = []
         for k, stage in enumerate(self.stages):
-            x = stage(x if k == 0 else self.pool(x))
+            if k == 0 and self.checkpoint_first_stage and self.training and torch.is_grad_enabled():
+                x = checkpointed(stage, stage, x)
+            else:
+                x = stage(x if k == 0 else self.pool(x))
             features.append(x)
         return features
 

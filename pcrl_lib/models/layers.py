@@ -7,8 +7,12 @@ manner of MONAI's ``monai.networks.layers.factories`` (Project-MONAI/MONAI).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
@@ -102,3 +106,41 @@ def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
     A mean over the spatial axes (no ``flatten``, which would copy a channels-last tensor).
     """
     return x.mean(dim=tuple(range(2, x.dim())))
+
+
+@contextmanager
+def frozen_bn_stats(module: nn.Module) -> Iterator[None]:
+    """Inside this context the batch norms of ``module`` still normalise with batch
+    statistics (train mode) but leave ``running_mean``, ``running_var`` and
+    ``num_batches_tracked`` as they were."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [
+        (m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
+        for m in bns
+    ]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(bns, saved, strict=True):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+
+
+def checkpointed(module: nn.Module, fn: Callable, *args):
+    """``fn(*args)`` with activation checkpointing: its inner activations are dropped after
+    the forward pass and recomputed in the backward pass (memory for time). The
+    recomputation does not update the batch-norm running statistics of ``module`` a second
+    time, so results and state equal those of a plain call."""
+    calls = [0]
+
+    def run(*a):
+        calls[0] += 1
+        if calls[0] == 1:
+            return fn(*a)
+        with frozen_bn_stats(module):
+            return fn(*a)
+
+    return torch.utils.checkpoint.checkpoint(run, *args, use_reentrant=False)

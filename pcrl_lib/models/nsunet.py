@@ -20,7 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from pcrl_lib.models.encoders import build_encoder
-from pcrl_lib.models.layers import ConvBNReLU, check_spatial_dims, conv_transpose, resize_to
+from pcrl_lib.models.layers import (
+    ConvBNReLU,
+    check_spatial_dims,
+    checkpointed,
+    conv_transpose,
+    resize_to,
+)
 
 
 class Up(nn.Module):
@@ -97,6 +103,9 @@ class NSUNet(nn.Module):
             :func:`default_decoder_channels`).
         upsample: ``"transpose"`` or ``"nearest"`` (default: 3D transpose, 2D nearest, as
             the official code).
+        checkpoint_full_resolution: recompute the full-resolution decoder level (and the 3D
+            encoder's first stage) in the backward pass instead of storing its activations:
+            less memory, about one extra forward of those layers; same results.
 
     Shapes:
         ``forward(x)`` with ``x`` of shape ``(B, in_channels, *S)`` returns a dict
@@ -119,14 +128,18 @@ class NSUNet(nn.Module):
         skip: bool = False,
         decoder_channels: Sequence[int] | None = None,
         upsample: str | None = None,
+        checkpoint_full_resolution: bool = False,
     ) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims)
+        self.checkpoint_full_resolution = checkpoint_full_resolution
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.skip = skip
         self.encoder = build_encoder(spatial_dims, in_channels, depth=depth, width=width)
         self.depth = depth = self.encoder.depth
+        if hasattr(self.encoder, "checkpoint_first_stage"):
+            self.encoder.checkpoint_first_stage = checkpoint_full_resolution
         enc_ch = self.encoder.out_channels
         dec_ch = (
             list(decoder_channels)
@@ -173,6 +186,15 @@ class NSUNet(nn.Module):
             if 2**k < finest_rate:
                 break
             size = feats[k].shape[2:] if feats[k] is not None else [-(-s // 2**k) for s in spatial]
-            h = block(h, size, feats[k] if self.skip else None)
+            skip = feats[k] if self.skip else None
+            if (
+                k == 0
+                and self.checkpoint_full_resolution
+                and self.training
+                and torch.is_grad_enabled()
+            ):
+                h = checkpointed(block, block, h, size, skip)
+            else:
+                h = block(h, size, skip)
             pyramid[2**k] = h
         return pyramid

@@ -105,3 +105,23 @@ def test_bad_input_is_named():
         net(torch.zeros(1, 1, 16, 16, 16), finest_rate=3)
     with pytest.raises(ValueError, match="decoder_channels"):
         NSUNet(3, 1, depth=3, decoder_channels=[8, 16])
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_checkpointing_full_resolution_changes_nothing_but_memory(dims):
+    def run(checkpoint):
+        torch.manual_seed(0)
+        kw = {"depth": 3, "width": 0.125} if dims == 3 else {}
+        net = NSUNet(dims, 1 if dims == 3 else 3, checkpoint_full_resolution=checkpoint, **kw)
+        calls = []
+        net.blocks[-1].register_forward_hook(lambda *_: calls.append(1))
+        x = torch.randn(2, net.in_channels, *[16] * dims)
+        net(x)[1].square().mean().backward()
+        grads = {n: p.grad.clone() for n, p in net.named_parameters()}
+        assert len(calls) == (2 if checkpoint else 1)  # recomputed in the backward pass
+        return grads, net.state_dict()
+
+    g0, s0 = run(False)
+    g1, s1 = run(True)
+    assert all(torch.allclose(g0[n], g1[n], atol=1e-6) for n in g0)
+    assert all(torch.equal(s0[k], s1[k]) for k in s0)  # running stats updated exactly once
