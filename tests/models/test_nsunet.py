@@ -114,7 +114,7 @@ def test_checkpointing_full_resolution_changes_nothing_but_memory(dims):
         kw = {"depth": 3, "width": 0.125} if dims == 3 else {}
         net = NSUNet(dims, 1 if dims == 3 else 3, checkpoint_full_resolution=checkpoint, **kw)
         calls = []
-        net.blocks[-1].register_forward_hook(lambda *_: calls.append(1))
+        net.blocks[-1].register_forward_pre_hook(lambda *_: calls.append(1))
         x = torch.randn(2, net.in_channels, *[16] * dims)
         net(x)[1].square().mean().backward()
         grads = {n: p.grad.clone() for n, p in net.named_parameters()}
