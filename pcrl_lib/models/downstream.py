@@ -24,6 +24,13 @@ from pcrl_lib.models.layers import conv, global_avg_pool
 from pcrl_lib.models.nsunet import NSUNet
 
 
+def _encoder_kwargs(spatial_dims: int, n_classes: int, depth: int, width: float) -> dict:
+    """Checks ``n_classes``; ``depth``/``width`` for a 3D encoder, nothing for ResNet-18."""
+    if n_classes < 1:
+        raise ValueError(f"n_classes must be >= 1, got {n_classes}")
+    return {"depth": depth, "width": width} if spatial_dims == 3 else {}
+
+
 class Classifier(nn.Module):
     """Encoder + GAP + linear: ``(B, C, *S) -> (B, n_classes)`` logits.
 
@@ -45,9 +52,7 @@ class Classifier(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if n_classes < 1:
-            raise ValueError(f"n_classes must be >= 1, got {n_classes}")
-        kw = {"depth": depth, "width": width} if spatial_dims == 3 else {}
+        kw = _encoder_kwargs(spatial_dims, n_classes, depth, width)
         self.encoder = build_encoder(spatial_dims, in_channels, **kw)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(int(self.encoder.out_channels[-1]), n_classes)
@@ -77,9 +82,7 @@ class SegmentationUNet(nn.Module):
         width: float = 1.0,
     ) -> None:
         super().__init__()
-        if n_classes < 1:
-            raise ValueError(f"n_classes must be >= 1, got {n_classes}")
-        kw = {"depth": depth, "width": width} if spatial_dims == 3 else {}
+        kw = _encoder_kwargs(spatial_dims, n_classes, depth, width)
         self.net = NSUNet(spatial_dims, in_channels, skip=True, **kw)
         self.head = conv(spatial_dims, self.net.level_channels[1], n_classes, kernel_size=1)
 
