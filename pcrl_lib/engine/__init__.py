@@ -1,0 +1,1 @@
+"""Training engines: pre-training (and, later, fine-tuning and evaluation)."""

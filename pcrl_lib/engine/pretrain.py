@@ -1,0 +1,214 @@
+"""The one pre-training loop for every self-supervised method (PCRLv2 Sec. 4.3).
+
+SGD with momentum, cosine learning-rate decay per epoch, weight decay (paper: lr 1e-2,
+momentum 0.9, weight decay 1e-5, 240 epochs); CPU or CUDA with optional bf16/fp16 autocast;
+DataLoader workers; a tqdm bar; a JSONL log of every step and epoch (every loss term the
+method returns, the learning rate, and for siamese methods the collapse monitor
+``collapse_std``).
+
+Checkpoints (``last.pt``) are written atomically at the end of every epoch with the model,
+the optimizer, the epoch and the random state; a run started again on the same folder
+resumes from it and ends with the same weights as an uninterrupted run (CPU, fp32, same
+seed; seed torch before building the method, which fixes its initial weights): the views
+of a sample are seeded by (seed, epoch, index), the batch order by (seed, epoch), and the
+method's own random draws continue from the saved torch random state. A NaN or Inf loss stops the run with an error naming the step; the last
+checkpoint, written before it, is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from pcrl_lib.io import atomic_path
+from pcrl_lib.perf import autocast_context
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Settings of a pre-training run (defaults: the paper's, Sec. 4.3)."""
+
+    epochs: int = 240
+    batch_size: int = 32
+    lr: float = 1e-2
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    dtype: str = "fp32"
+    num_workers: int = 0
+    seed: int = 0
+    device: str = "cpu"
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
+            )
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
+    """``base_lr * 0.5 * (1 + cos(pi * epoch / epochs))`` (cosine decay per epoch)."""
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of sample ``index`` in ``epoch``: independent of workers and of resuming."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+def order_seed(seed: int, epoch: int) -> int:
+    """The seed of the batch order of ``epoch`` (distinct from every sample seed)."""
+    return int(np.random.SeedSequence([seed, epoch, 0, 1]).generate_state(1)[0])
+
+
+class ViewDataset(Dataset):
+    """Images turned into training samples by a view generator, seeded per (epoch, index).
+
+    Args:
+        images: a sequence of images ``(C, *S)`` or of zero-argument callables that load one
+            (so large datasets load lazily in the workers).
+        generator: ``generator(image, seed) -> dict`` (e.g. :class:`pcrl_lib.pipeline.ViewGenerator`).
+        seed: the run's seed.
+    """
+
+    def __init__(self, images: Sequence, generator: Callable, seed: int = 0) -> None:
+        self.images, self.generator, self.seed, self.epoch = images, generator, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose views ``__getitem__`` returns."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image = self.images[index]
+        image = image() if callable(image) else image
+        return self.generator(image, sample_seed(self.seed, self.epoch, index))
+
+
+def _save(
+    path: Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int, cfg: PretrainConfig
+) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "epoch": epoch,
+        "torch_rng": torch.get_rng_state(),
+        "config": asdict(cfg),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _log(handle, record: dict) -> None:
+    handle.write(json.dumps(record) + "\n")
+    handle.flush()
+
+
+def pretrain(
+    method: nn.Module,
+    dataset: ViewDataset,
+    cfg: PretrainConfig,
+    out_dir: str | os.PathLike,
+) -> dict:
+    """Pre-train ``method`` on ``dataset``; resume from ``out_dir/last.pt`` if present.
+
+    Writes ``out_dir/last.pt`` (each epoch, atomically) and ``out_dir/log.jsonl`` (one line
+    per step and per epoch).
+
+    Returns:
+        ``{"epochs_run", "last_epoch_metrics", "checkpoint"}``.
+
+    Raises:
+        FloatingPointError: a loss was NaN or Inf (``last.pt`` holds the last good epoch).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "last.pt"
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    method.to(device)
+    opt = torch.optim.SGD(
+        method.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    start = 0
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        method.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start = int(state["epoch"]) + 1
+    epochs_run, epoch_metrics = 0, {}
+    with open(out / "log.jsonl", "a") as log:
+        for epoch in range(start, cfg.epochs):
+            lr = cosine_lr(cfg.lr, epoch, cfg.epochs)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            dataset.set_epoch(epoch)
+            order = torch.Generator().manual_seed(order_seed(cfg.seed, epoch))
+            loader = DataLoader(
+                dataset,
+                batch_size=cfg.batch_size,
+                shuffle=True,
+                generator=order,
+                num_workers=cfg.num_workers,
+                drop_last=len(dataset) >= 2 * cfg.batch_size,
+            )
+            method.train()
+            sums: dict[str, float] = {}
+            steps, tic = 0, time.perf_counter()
+            bar = _progress(loader, cfg, epoch)
+            for step, batch in enumerate(bar):
+                batch = {k: v.to(device) for k, v in batch.items()}
+                with autocast_context(cfg.dtype, device.type):
+                    terms = method(batch, progress=epoch / cfg.epochs)
+                loss = terms["loss"]
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"loss is {loss.item()} at epoch {epoch}, step {step}; stopping. "
+                        f"The last good checkpoint is {ckpt if ckpt.exists() else 'none (first epoch)'}."
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                values = {k: float(v.detach()) for k, v in terms.items() if v.dim() == 0}
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                steps += 1
+                _log(log, {"kind": "step", "epoch": epoch, "step": step, "lr": lr, **values})
+            epoch_metrics = {k: v / max(steps, 1) for k, v in sums.items()}
+            _save(ckpt, method, opt, epoch, cfg)
+            _log(
+                log,
+                {
+                    "kind": "epoch",
+                    "epoch": epoch,
+                    "lr": lr,
+                    "steps": steps,
+                    "seconds": time.perf_counter() - tic,
+                    **epoch_metrics,
+                },
+            )
+            epochs_run += 1
+    return {"epochs_run": epochs_run, "last_epoch_metrics": epoch_metrics, "checkpoint": str(ckpt)}
+
+
+def _progress(loader, cfg: PretrainConfig, epoch: int):
+    if not cfg.progress_bar:
+        return loader
+    from tqdm.auto import tqdm
+
+    return tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
