@@ -76,3 +76,13 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(FloatingPointError, match="epoch 1, step 0"):
         pretrain(method, data, cfg, tmp_path)
     assert (tmp_path / "last.pt").read_bytes() == before
+
+
+def test_workers_do_not_change_the_result(tmp_path):
+    results = []
+    for workers in (0, 2):
+        method, data, cfg = build(epochs=1)
+        cfg = PretrainConfig(**{**cfg.__dict__, "num_workers": workers})
+        pretrain(method, data, cfg, tmp_path / str(workers))
+        results.append(_weights(tmp_path / str(workers) / "last.pt"))
+    assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
