@@ -11,7 +11,14 @@ the optimizer, the epoch and the random state; a run started again on the same f
 resumes from it and ends with the same weights as an uninterrupted run (CPU, fp32, same
 seed; seed torch before building the method, which fixes its initial weights): the views
 of a sample are seeded by (seed, epoch, index), the batch order by (seed, epoch), and the
-method's own random draws continue from the saved torch random state. A NaN or Inf loss stops the run with an error naming the step; the last
+method's own random draws continue from the saved torch random state.
+
+Distributed: launched with ``torchrun`` and a process group initialised
+(:func:`pcrl_lib.engine.distributed.init_from_env`), the same loop runs DistributedDataParallel
+with a DistributedSampler; ``batch_size`` is the global batch, split over the processes,
+and every process sees the global batches a single process would. Batch-norm statistics
+are per process unless the method was converted to ``nn.SyncBatchNorm`` (GPUs only).
+Process 0 writes the log and the checkpoints. A NaN or Inf loss stops the run with an error naming the step; the last
 checkpoint, written before it, is kept.
 """
 
@@ -27,8 +34,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from pcrl_lib.io import atomic_path
 from pcrl_lib.perf import autocast_context
@@ -139,8 +148,14 @@ def pretrain(
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "last.pt"
     device = torch.device(cfg.device)
-    torch.manual_seed(cfg.seed)
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
+    torch.manual_seed(cfg.seed)  # the same draws (scales) in every process
     method.to(device)
+    # heads of the scales not drawn in a step get no gradient: find_unused_parameters
+    model = DistributedDataParallel(method, find_unused_parameters=True) if distributed else method
     opt = torch.optim.SGD(
         method.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
@@ -152,18 +167,27 @@ def pretrain(
         torch.set_rng_state(state["torch_rng"])
         start = int(state["epoch"]) + 1
     epochs_run, epoch_metrics = 0, {}
-    with open(out / "log.jsonl", "a") as log:
+    # One global order per epoch, shared by 1 or N processes: process r takes every N-th
+    # sample, so N processes see the same global batches as one process would.
+    sampler = DistributedSampler(
+        dataset,
+        num_replicas=world,
+        rank=rank,
+        shuffle=True,
+        seed=order_seed(cfg.seed, 0),
+        drop_last=len(dataset) >= 2 * cfg.batch_size,
+    )
+    with open(out / "log.jsonl", "a") if rank == 0 else open(os.devnull, "w") as log:
         for epoch in range(start, cfg.epochs):
             lr = cosine_lr(cfg.lr, epoch, cfg.epochs)
             for group in opt.param_groups:
                 group["lr"] = lr
             dataset.set_epoch(epoch)
-            order = torch.Generator().manual_seed(order_seed(cfg.seed, epoch))
+            sampler.set_epoch(epoch)
             loader = DataLoader(
                 dataset,
-                batch_size=cfg.batch_size,
-                shuffle=True,
-                generator=order,
+                batch_size=cfg.batch_size // world,
+                sampler=sampler,
                 num_workers=cfg.num_workers,
                 drop_last=len(dataset) >= 2 * cfg.batch_size,
             )
@@ -174,9 +198,12 @@ def pretrain(
             for step, batch in enumerate(bar):
                 batch = {k: v.to(device) for k, v in batch.items()}
                 with autocast_context(cfg.dtype, device.type):
-                    terms = method(batch, progress=epoch / cfg.epochs)
+                    terms = model(batch, progress=epoch / cfg.epochs)
                 loss = terms["loss"]
-                if not torch.isfinite(loss):
+                finite = torch.isfinite(loss.detach()).float()
+                if distributed:  # stop in every process if one of them saw a NaN
+                    dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+                if not finite:
                     raise FloatingPointError(
                         f"loss is {loss.item()} at epoch {epoch}, step {step}; stopping. "
                         f"The last good checkpoint is {ckpt if ckpt.exists() else 'none (first epoch)'}."
@@ -184,13 +211,18 @@ def pretrain(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                values = {k: float(v.detach()) for k, v in terms.items() if v.dim() == 0}
+                values = _mean_over_processes(
+                    {k: v.detach().float() for k, v in terms.items() if v.dim() == 0}, distributed
+                )
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v
                 steps += 1
                 _log(log, {"kind": "step", "epoch": epoch, "step": step, "lr": lr, **values})
             epoch_metrics = {k: v / max(steps, 1) for k, v in sums.items()}
-            _save(ckpt, method, opt, epoch, cfg)
+            if rank == 0:
+                _save(ckpt, method, opt, epoch, cfg)
+            if distributed:
+                dist.barrier()
             _log(
                 log,
                 {
@@ -204,6 +236,17 @@ def pretrain(
             )
             epochs_run += 1
     return {"epochs_run": epochs_run, "last_epoch_metrics": epoch_metrics, "checkpoint": str(ckpt)}
+
+
+def _mean_over_processes(values: dict[str, torch.Tensor], distributed: bool) -> dict[str, float]:
+    """Scalar terms averaged over the processes (one all-reduce), as Python floats."""
+    if not values:
+        return {}
+    stacked = torch.stack(list(values.values()))
+    if distributed:
+        dist.all_reduce(stacked)
+        stacked /= dist.get_world_size()
+    return dict(zip(values, stacked.tolist(), strict=True))
 
 
 def _progress(loader, cfg: PretrainConfig, epoch: int):

@@ -14,8 +14,20 @@ from pcrl_lib.pipeline import paper_view_generator
 from pcrl_lib.views import CropSizes
 
 
-def build(epochs: int, seed: int = 0):
-    """Method, dataset and config of the tiny run."""
+class TinyRestorer(torch.nn.Module):
+    """A method without batch norm: restore target1 from global1 with one conv (MSE)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv3d(1, 1, 3, padding=1)
+
+    def forward(self, batch, progress=0.0):
+        loss = torch.nn.functional.mse_loss(self.conv(batch["global1"]), batch["target1"])
+        return {"loss": loss}
+
+
+def build(epochs: int, seed: int = 0, method: str = "pcrlv2"):
+    """Method, dataset and config of the tiny run (``method``: "pcrlv2" or "restorer")."""
     gen = paper_view_generator(
         3,
         global_sizes=CropSizes(sizes=((24, 24, 24), (32, 32, 32))),
@@ -26,9 +38,12 @@ def build(epochs: int, seed: int = 0):
     )
     images = [phantom_ct((48, 48, 40), seed=i) for i in range(4)]
     torch.manual_seed(seed)  # the initial weights
-    method = PCRLv2(pcrlv2_config("paper", 3, width=0.0625, depth=3, scales=3))
+    if method == "restorer":
+        model = TinyRestorer()
+    else:
+        model = PCRLv2(pcrlv2_config("paper", 3, width=0.0625, depth=3, scales=3))
     cfg = PretrainConfig(epochs=epochs, batch_size=2, seed=seed, progress_bar=False)
-    return method, ViewDataset(images, gen, seed=seed), cfg
+    return model, ViewDataset(images, gen, seed=seed), cfg
 
 
 def main() -> None:
