@@ -1,0 +1,203 @@
+"""Fine-tuning and evaluation of the downstream models (PCRLv2 Sec. 4.2-4.3).
+
+Classification (NIH ChestX-ray, LUNA nodule candidates): BCE on the logits, model selection
+by the validation mean AUROC. Segmentation (BraTS, LiTS): Dice loss on the sigmoid outputs,
+selection by the validation mean Dice. SGD with momentum and cosine decay as in
+pre-training. Datasets yield dicts with ``image`` and ``label`` ``(C,)`` (classification)
+or ``mask`` ``(C, *S)`` (segmentation).
+
+Each finished run is summed up in one JSON *run record* (:func:`write_run_record`), the
+only input of the tables.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+import pcrl_lib
+from pcrl_lib.io import atomic_path, write_json_atomic
+from pcrl_lib.losses import dice_loss
+from pcrl_lib.metrics import auroc_per_class, dice
+from pcrl_lib.perf import autocast_context
+
+TASKS = ("classification", "segmentation")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Settings of a fine-tuning run (paper: SGD, momentum 0.9, lr 1e-2, cosine decay)."""
+
+    task: str = "classification"
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1e-2
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    dtype: str = "fp32"
+    num_workers: int = 0
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
+            )
+
+
+def task_loss(task: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE on logits (classification) or Dice loss on sigmoid outputs (segmentation)."""
+    if task == "classification":
+        return F.binary_cross_entropy_with_logits(logits.float(), target.float())
+    return dice_loss(torch.sigmoid(logits.float()), target.float())
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, dataset: Dataset, cfg: FinetuneConfig, class_names: list[str] | None = None
+) -> dict:
+    """Metrics of ``model`` on ``dataset``: per-class and mean AUROC, or Dice per channel
+    and mean (per case, then averaged over cases; the per-case values are returned under
+    ``"per_case"`` for bootstrap intervals)."""
+    model.eval()
+    device = torch.device(cfg.device)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+    if cfg.task == "classification":
+        scores, labels = [], []
+        for batch in loader:
+            with autocast_context(cfg.dtype, device.type):
+                logits = model(batch["image"].to(device))
+            scores.append(torch.sigmoid(logits.float()).cpu().numpy())
+            labels.append(batch["label"].numpy())
+        y_true, y_score = np.concatenate(labels), np.concatenate(scores)
+        out = auroc_per_class(y_true, y_score, class_names)
+        out["per_case"] = {"y_true": y_true.tolist(), "y_score": y_score.tolist()}
+        return out
+    per_case = []
+    for batch in loader:
+        with autocast_context(cfg.dtype, device.type):
+            logits = model(batch["image"].to(device))
+        pred = (logits.float() > 0).cpu().numpy()
+        mask = batch["mask"].numpy() > 0.5
+        for p, m in zip(pred, mask, strict=True):
+            per_case.append([dice(p[c], m[c]) for c in range(p.shape[0])])
+    values = np.asarray(per_case)
+    names = class_names or [str(c) for c in range(values.shape[1])]
+    out = {n: float(values[:, i].mean()) for i, n in enumerate(names)}
+    out["mean"] = float(values.mean())
+    out["per_case"] = {"dice": values.tolist()}
+    return out
+
+
+def finetune(
+    model: nn.Module,
+    train: Dataset,
+    val: Dataset,
+    cfg: FinetuneConfig,
+    out_dir: str | os.PathLike,
+    class_names: list[str] | None = None,
+) -> dict:
+    """Train on ``train``, select the epoch with the best validation mean metric, and leave
+    ``model`` holding those weights (also written to ``out_dir/best.pt`` atomically).
+
+    Returns:
+        ``{"best_epoch", "best_val", "history": [{"epoch", "loss", "val"}...]}``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model.to(device)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    target_key = "label" if cfg.task == "classification" else "mask"
+    best, best_epoch, history = -math.inf, -1, []
+    with open(out / "log.jsonl", "w") as log:
+        for epoch in range(cfg.epochs):
+            lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            order = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            loader = DataLoader(
+                train,
+                batch_size=cfg.batch_size,
+                shuffle=True,
+                generator=order,
+                num_workers=cfg.num_workers,
+            )
+            model.train()
+            losses = []
+            for batch in loader:
+                with autocast_context(cfg.dtype, device.type):
+                    logits = model(batch["image"].to(device))
+                loss = task_loss(cfg.task, logits, batch[target_key].to(device))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"fine-tuning loss is {loss.item()} at epoch {epoch}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+            score = evaluate(model, val, cfg, class_names)["mean"]
+            record = {"epoch": epoch, "lr": lr, "loss": float(np.mean(losses)), "val": score}
+            history.append(record)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            if score > best:
+                best, best_epoch = score, epoch
+                with atomic_path(out / "best.pt") as tmp:
+                    torch.save(model.state_dict(), tmp)
+    model.load_state_dict(torch.load(out / "best.pt", map_location=device, weights_only=True))
+    return {"best_epoch": best_epoch, "best_val": best, "history": history}
+
+
+def code_version() -> str:
+    """The package version and, inside a git checkout, the commit (``+dirty`` if modified)."""
+    root = Path(pcrl_lib.__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return f"{pcrl_lib.__version__}+{sha}{'.dirty' if dirty else ''}"
+    except (OSError, subprocess.CalledProcessError):
+        return pcrl_lib.__version__
+
+
+def write_run_record(path: str | os.PathLike, **fields) -> Path:
+    """Write one run record atomically: the given fields (table, task, protocol, method,
+    label_ratio, seed, metrics, config, ...) plus ``code_version`` and ``written_at``."""
+    required = ("table", "task", "protocol", "method", "label_ratio", "seed", "metrics", "config")
+    missing = [k for k in required if k not in fields]
+    if missing:
+        raise ValueError(f"run record {path}: missing fields {missing}")
+    record = {
+        **fields,
+        "code_version": code_version(),
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if hasattr(record["config"], "__dataclass_fields__"):
+        record["config"] = asdict(record["config"])
+    return write_json_atomic(path, record)
