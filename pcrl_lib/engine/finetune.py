@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import pcrl_lib
+from pcrl_lib.engine.common import TrainConfig, cosine_lr, set_lr
 from pcrl_lib.io import atomic_path, write_json_atomic
 from pcrl_lib.losses import dice_loss
 from pcrl_lib.metrics import auroc_per_class, dice
@@ -36,27 +37,16 @@ TASKS = ("classification", "segmentation")
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
-    """Settings of a fine-tuning run (paper: SGD, momentum 0.9, lr 1e-2, cosine decay)."""
+class FinetuneConfig(TrainConfig):
+    """Settings of a fine-tuning run: the task and the optimiser (as pre-training)."""
 
     task: str = "classification"
     epochs: int = 100
-    batch_size: int = 32
-    lr: float = 1e-2
-    momentum: float = 0.9
-    weight_decay: float = 1e-5
-    dtype: str = "fp32"
-    num_workers: int = 0
-    seed: int = 0
-    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(
-                f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
-            )
 
 
 def task_loss(task: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -129,9 +119,8 @@ def finetune(
     best, best_epoch, history = -math.inf, -1, []
     with open(out / "log.jsonl", "w") as log:
         for epoch in range(cfg.epochs):
-            lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
-            for group in opt.param_groups:
-                group["lr"] = lr
+            lr = cosine_lr(cfg.lr, epoch, cfg.epochs)
+            set_lr(opt, lr)
             order = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
             loader = DataLoader(
                 train,

@@ -25,7 +25,6 @@ checkpoint, written before it, is kept.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -39,37 +38,16 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from pcrl_lib.engine.common import TrainConfig, cosine_lr, set_lr, sgd
 from pcrl_lib.io import atomic_path
 from pcrl_lib.perf import autocast_context
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(TrainConfig):
     """Settings of a pre-training run (defaults: the paper's, Sec. 4.3)."""
 
-    epochs: int = 240
-    batch_size: int = 32
-    lr: float = 1e-2
-    momentum: float = 0.9
-    weight_decay: float = 1e-5
-    dtype: str = "fp32"
-    num_workers: int = 0
-    seed: int = 0
-    device: str = "cpu"
     progress_bar: bool = True
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(
-                f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
-            )
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-
-
-def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
-    """``base_lr * 0.5 * (1 + cos(pi * epoch / epochs))`` (cosine decay per epoch)."""
-    return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -156,9 +134,7 @@ def pretrain(
     method.to(device)
     # heads of the scales not drawn in a step get no gradient: find_unused_parameters
     model = DistributedDataParallel(method, find_unused_parameters=True) if distributed else method
-    opt = torch.optim.SGD(
-        method.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
+    opt = sgd(method, cfg)
     start = 0
     if ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=True)
@@ -180,8 +156,7 @@ def pretrain(
     with open(out / "log.jsonl", "a") if rank == 0 else open(os.devnull, "w") as log:
         for epoch in range(start, cfg.epochs):
             lr = cosine_lr(cfg.lr, epoch, cfg.epochs)
-            for group in opt.param_groups:
-                group["lr"] = lr
+            set_lr(opt, lr)
             dataset.set_epoch(epoch)
             sampler.set_epoch(epoch)
             loader = DataLoader(

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pcrl_lib.engine.pretrain import PretrainConfig, cosine_lr, pretrain, sample_seed
+from pcrl_lib.engine.common import cosine_lr
+from pcrl_lib.engine.pretrain import PretrainConfig, pretrain, sample_seed
 from tests.engine.tiny_run import build
 
 SCRIPT = Path(__file__).with_name("tiny_run.py")
