@@ -154,25 +154,22 @@ def finetune(
     return {"best_epoch": best_epoch, "best_val": best, "history": history}
 
 
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def code_version() -> str:
-    """The package version and, inside a git checkout, the commit (``+dirty`` if modified)."""
+    """The package version and, inside a git checkout, the commit (``.dirty`` if tracked
+    files are modified), e.g. ``0.1.0+8e70c3e``."""
     root = Path(pcrl_lib.__file__).resolve().parents[1]
     try:
-        sha = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return f"{pcrl_lib.__version__}+{sha}{'.dirty' if dirty else ''}"
+        sha = _git(root, "rev-parse", "--short", "HEAD")
+        dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return pcrl_lib.__version__
+    return f"{pcrl_lib.__version__}+{sha}{'.dirty' if dirty else ''}"
 
 
 def write_run_record(path: str | os.PathLike, **fields) -> Path:

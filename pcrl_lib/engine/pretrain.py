@@ -145,13 +145,14 @@ def pretrain(
     epochs_run, epoch_metrics = 0, {}
     # One global order per epoch, shared by 1 or N processes: process r takes every N-th
     # sample, so N processes see the same global batches as one process would.
+    drop_last = len(dataset) >= 2 * cfg.batch_size  # keep a tiny dataset's only batch
     sampler = DistributedSampler(
         dataset,
         num_replicas=world,
         rank=rank,
         shuffle=True,
         seed=order_seed(cfg.seed, 0),
-        drop_last=len(dataset) >= 2 * cfg.batch_size,
+        drop_last=drop_last,
     )
     with open(out / "log.jsonl", "a") if rank == 0 else open(os.devnull, "w") as log:
         for epoch in range(start, cfg.epochs):
@@ -164,7 +165,7 @@ def pretrain(
                 batch_size=cfg.batch_size // world,
                 sampler=sampler,
                 num_workers=cfg.num_workers,
-                drop_last=len(dataset) >= 2 * cfg.batch_size,
+                drop_last=drop_last,
             )
             method.train()
             sums: dict[str, float] = {}
