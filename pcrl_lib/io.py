@@ -1,18 +1,20 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename.
-
-A reader never sees a half-written result, and an interrupted write leaves the previous
-version in place.
+"""Atomic file writes (write to a temporary file beside the target, then rename: a reader
+never sees a half-written result, and an interrupted write leaves the previous version in
+place) and the code version stamped into what the project writes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pcrl_lib
 
 
 @contextmanager
@@ -48,3 +50,21 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, default: Callable | Non
     return write_text_atomic(
         path, json.dumps(obj, indent=2, sort_keys=True, default=default) + "\n"
     )
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def code_version() -> str:
+    """The package version and, inside a git checkout, the commit (``.dirty`` if tracked
+    files are modified), e.g. ``0.1.0+8e70c3e``."""
+    root = Path(pcrl_lib.__file__).resolve().parents[1]
+    try:
+        sha = _git(root, "rev-parse", "--short", "HEAD")
+        dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return pcrl_lib.__version__
+    return f"{pcrl_lib.__version__}+{sha}{'.dirty' if dirty else ''}"

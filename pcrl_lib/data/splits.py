@@ -62,7 +62,12 @@ def split_by_patient(
     if len(patients) < sum(f > 0 for f in fractions):
         raise ValueError(f"split_by_patient: {len(patients)} patients cannot fill {fractions}")
     order = np.random.default_rng(seed).permutation(len(patients))
-    cuts = np.round(np.cumsum(fractions)[:2] * len(patients)).astype(int)
+    counts = np.round(np.asarray(fractions) * len(patients)).astype(int)
+    counts[-1] = len(patients) - counts[:-1].sum()
+    for k in np.flatnonzero((np.asarray(fractions) > 0) & (counts < 1)):
+        counts[k] += 1  # every split with a share gets at least one patient
+        counts[int(np.argmax(counts))] -= 1
+    cuts = np.cumsum(counts)[:2]
     part = {}
     for rank, idx in enumerate(order):
         part[patients[idx]] = SPLITS[int(np.searchsorted(cuts, rank, side="right"))]

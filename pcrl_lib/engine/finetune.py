@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,9 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-import pcrl_lib
 from pcrl_lib.engine.common import TrainConfig, cosine_lr, set_lr
-from pcrl_lib.io import atomic_path, write_json_atomic
+from pcrl_lib.io import atomic_path, code_version, write_json_atomic
 from pcrl_lib.losses import dice_loss
 from pcrl_lib.metrics import auroc_per_class, dice
 from pcrl_lib.perf import autocast_context
@@ -152,24 +150,6 @@ def finetune(
                     torch.save(model.state_dict(), tmp)
     model.load_state_dict(torch.load(out / "best.pt", map_location=device, weights_only=True))
     return {"best_epoch": best_epoch, "best_val": best, "history": history}
-
-
-def _git(root: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(root), *args], capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def code_version() -> str:
-    """The package version and, inside a git checkout, the commit (``.dirty`` if tracked
-    files are modified), e.g. ``0.1.0+8e70c3e``."""
-    root = Path(pcrl_lib.__file__).resolve().parents[1]
-    try:
-        sha = _git(root, "rev-parse", "--short", "HEAD")
-        dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.CalledProcessError):
-        return pcrl_lib.__version__
-    return f"{pcrl_lib.__version__}+{sha}{'.dirty' if dirty else ''}"
 
 
 def write_run_record(path: str | os.PathLike, **fields) -> Path:

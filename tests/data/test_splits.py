@@ -76,3 +76,10 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="patients cannot fill"):
         split_by_patient(["a", "b"])
     check_disjoint({"a": ["x"], "b": ["y"]})
+
+
+def test_by_patient_every_split_gets_a_patient_when_few():
+    s = split_by_patient(["a", "b", "c"], seed=0)
+    assert sorted(len(v) for v in s.values()) == [1, 1, 1]
+    s = split_by_patient([str(i) for i in range(4)], fractions=(0.875, 0.125, 0.0), seed=0)
+    assert [len(s[k]) for k in ("train", "val", "test")] == [3, 1, 0]

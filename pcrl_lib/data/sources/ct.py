@@ -1,0 +1,238 @@
+"""CT datasets: LUNA16 (pre-training volumes and nodule candidates) and LiTS (liver
+segmentation), real or synthetic (:mod:`pcrl_lib.data.synthetic.ct`).
+
+Both kinds go through the same case functions, so synthetic data is preprocessed exactly as
+the real data (Sec. 4.1 / 4.3): LUNA volumes resampled to 1 mm, HU window [-1000, 1000],
+48^3 candidate crops; LiTS cropped to the liver's slices plus 30, HU window [-200, 200].
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pcrl_lib.data.prepared import PreparedWriter, check_labels, check_same_grid, read_csv
+from pcrl_lib.data.preprocess import (
+    LITS_WINDOW,
+    LUNA_WINDOW,
+    crop_centered,
+    liver_slab,
+    resample,
+    window_int16,
+)
+from pcrl_lib.data.readers import Volume, read_itk, read_nifti
+from pcrl_lib.data.splits import split_by_patient
+from pcrl_lib.data.synthetic.ct import synthetic_chest_ct
+
+CANDIDATE_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "class")
+ANNOTATION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
+LITS_LABELS = (0, 1, 2)
+
+
+class _LunaWriters:
+    """The two outputs of a LUNA-style preparation: ``volumes/`` and ``candidates/``."""
+
+    def __init__(self, out: Path, dataset: str, source: str, params: dict) -> None:
+        self.volumes = PreparedWriter(out / "volumes", f"{dataset}-volumes", source, params)
+        self.candidates = PreparedWriter(
+            out / "candidates", f"{dataset}-candidates", source, params
+        )
+        self.crop = int(params["crop"])
+
+    def add_scan(
+        self, uid: str, hu: np.ndarray, spacing, centers_vox: np.ndarray, labels: Iterable[int]
+    ) -> None:
+        """One scan: ``hu (X, Y, Z)`` at ``spacing``; candidate centres in its voxel grid."""
+        factor = np.asarray(spacing) / 1.0
+        hu1 = window_int16(resample(hu, spacing, 1.0), LUNA_WINDOW)
+        self.volumes.add(uid, uid, image=hu1[None], spacing=np.ones(3, np.float32))
+        for k, (center, label) in enumerate(zip(centers_vox, labels, strict=True)):
+            c1 = (np.asarray(center, dtype=float) + 0.5) * factor - 0.5
+            crop = crop_centered(hu1, c1, self.crop, fill=LUNA_WINDOW[0])
+            self.candidates.add(f"{uid}_c{k:05d}", uid, {"label": int(label)}, image=crop[None])
+
+    def finish(self, seed: int, extra: dict | None = None) -> list[Path]:
+        splits = split_by_patient(self.volumes.ids, seed=seed)
+        where = {i: s for s, ids in splits.items() for i in ids}
+        cand_splits = {s: [] for s in splits}
+        for row in self.candidates.rows:
+            cand_splits[where[row["patient"]]].append(row["id"])
+        return [self.volumes.finish(splits, extra), self.candidates.finish(cand_splits, extra)]
+
+
+def prepare_luna(
+    raw: str | os.PathLike,
+    out: str | os.PathLike,
+    crop: int = 48,
+    negatives_per_positive: int = 10,
+    seed: int = 0,
+) -> list[Path]:
+    """Prepare LUNA16 from its published layout.
+
+    Reads ``subset*/*.mhd`` (+ ``.raw``), ``candidates_V2.csv`` (``seriesuid, coordX, coordY,
+    coordZ, class``) and ``annotations.csv`` (checked, counted). Writes ``<out>/volumes``
+    (1 mm, int16 HU in [-1000, 1000], the pre-training data) and ``<out>/candidates``
+    (``crop``^3 crops, ``label`` 1 nodule / 0 not). LUNA has ~550k negatives to ~1.5k
+    positives: each scan keeps all positives and at most ``negatives_per_positive`` times as
+    many negatives (at least 10 per scan), drawn with ``seed``. Splits 70/10/20 by scan.
+    """
+    raw, out = Path(raw), Path(out)
+    scans = sorted(raw.glob("subset*/*.mhd"))
+    if not scans:
+        raise FileNotFoundError(f"{raw}: no subset*/*.mhd files (LUNA16 layout expected)")
+    candidates = read_csv(raw / "candidates_V2.csv", CANDIDATE_COLUMNS)
+    annotations = read_csv(raw / "annotations.csv", ANNOTATION_COLUMNS)
+    bad = ~candidates["class"].isin([0, 1])
+    if bad.any():
+        raise ValueError(
+            f"{raw / 'candidates_V2.csv'}: class must be 0 or 1, row {int(bad.idxmax()) + 2}"
+        )
+    params = {
+        "crop": crop,
+        "negatives_per_positive": negatives_per_positive,
+        "spacing_mm": 1.0,
+        "window": LUNA_WINDOW,
+    }
+    writers = _LunaWriters(out, "luna", str(raw), params)
+    rng = np.random.default_rng(seed)
+    by_uid = dict(tuple(candidates.groupby("seriesuid")))
+    for mhd in scans:
+        uid = mhd.stem
+        volume = read_itk(mhd)
+        rows = by_uid.get(uid, candidates.iloc[:0])
+        pos, neg = rows[rows["class"] == 1], rows[rows["class"] == 0]
+        keep = min(len(neg), max(10, negatives_per_positive * len(pos)))
+        neg = neg.iloc[np.sort(rng.choice(len(neg), keep, replace=False))] if keep else neg
+        rows = pd.concat([pos, neg])
+        centers = volume.world_to_voxel(rows[["coordX", "coordY", "coordZ"]].to_numpy(float))
+        outside = ~((centers > -0.5) & (centers < np.asarray(volume.array.shape) - 0.5)).all(axis=1)
+        if outside.any():
+            raise ValueError(
+                f"{mhd}: candidate(s) outside the volume, e.g. {rows.iloc[int(outside.argmax())].to_dict()}"
+            )
+        writers.add_scan(uid, volume.array, volume.spacing, centers, rows["class"].to_numpy())
+    present = {m.stem for m in scans}
+    extra = {
+        "scans": len(scans),
+        "annotated_nodules": int(annotations["seriesuid"].isin(present).sum()),
+        "candidates_of_absent_scans": int((~candidates["seriesuid"].isin(present)).sum()),
+    }
+    return writers.finish(seed, extra)
+
+
+def prepare_synthetic_luna(
+    out: str | os.PathLike,
+    n: int = 40,
+    shape: tuple[int, int, int] = (128, 128, 80),
+    spacing: tuple[float, float, float] = (1.5, 1.5, 2.0),
+    crop: int = 48,
+    seed: int = 0,
+) -> list[Path]:
+    """The synthetic LUNA16: ``n`` chest CTs (:func:`synthetic_chest_ct` with ``seed``)
+    prepared like the real one; candidates are each case's nodules (label 1) and its
+    nodule-like negatives (label 0)."""
+    params = {"n": n, "shape": list(shape), "spacing": list(spacing), "crop": crop, "seed": seed}
+    writers = _LunaWriters(Path(out), "synthetic-luna", "synthetic_chest_ct", params)
+    for i in range(n):
+        case = synthetic_chest_ct(seed, i, shape, spacing)
+        centers = [nod.center for nod in case.nodules] + list(case.mimics)
+        labels = [1] * len(case.nodules) + [0] * len(case.mimics)
+        writers.add_scan(f"ct{i:04d}", case.image, spacing, np.asarray(centers, float), labels)
+    return writers.finish(seed)
+
+
+def _add_lits_case(
+    writer: PreparedWriter,
+    case_id: str,
+    hu: np.ndarray,
+    seg: np.ndarray,
+    spacing,
+    where: str,
+    margin: int,
+) -> None:
+    check_labels(seg, LITS_LABELS, where)
+    try:
+        slab = liver_slab(seg, margin)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from err
+    writer.add(
+        case_id,
+        case_id,
+        image=window_int16(hu[..., slab], LITS_WINDOW)[None],
+        mask=seg[..., slab].astype(np.uint8)[None],
+        spacing=np.asarray(spacing, np.float32),
+    )
+
+
+def prepare_lits(
+    raw: str | os.PathLike, out: str | os.PathLike, margin: int = 30, seed: int = 0
+) -> list[Path]:
+    """Prepare LiTS from ``volume-N.nii`` / ``segmentation-N.nii`` pairs (any sub-folder;
+    ``.nii.gz`` too). Labels 0 background, 1 liver, 2 tumour (the liver task uses > 0).
+    Each case is cut to the slices holding liver plus ``margin``, HU window [-200, 200].
+    Splits 70/10/20 by case."""
+    raw, out = Path(raw), Path(out)
+    volumes = sorted(
+        raw.rglob("volume-*.nii*"), key=lambda p: int(p.name.split("-")[1].split(".")[0])
+    )
+    if not volumes:
+        raise FileNotFoundError(f"{raw}: no volume-N.nii files (LiTS layout expected)")
+    writer = PreparedWriter(out, "lits", str(raw), {"margin": margin, "window": LITS_WINDOW})
+    for vol_path in volumes:
+        number = vol_path.name.split("-")[1].split(".")[0]
+        seg_path = next(vol_path.parent.glob(f"segmentation-{number}.nii*"), None)
+        if seg_path is None:
+            raise FileNotFoundError(
+                f"{vol_path}: no matching segmentation-{number}.nii in {vol_path.parent}"
+            )
+        image, seg = read_nifti(vol_path), read_nifti(seg_path, np.int16)
+        check_same_grid(image.array.shape, seg.array.shape, seg_path, image.spacing, seg.spacing)
+        _add_lits_case(
+            writer,
+            f"lits{int(number):04d}",
+            image.array,
+            seg.array,
+            image.spacing,
+            str(seg_path),
+            margin,
+        )
+    return [writer.finish(split_by_patient(writer.ids, seed=seed))]
+
+
+def prepare_synthetic_lits(
+    out: str | os.PathLike,
+    n: int = 40,
+    shape: tuple[int, int, int] = (128, 128, 80),
+    spacing: tuple[float, float, float] = (1.5, 1.5, 2.0),
+    margin: int = 30,
+    seed: int = 1,
+) -> list[Path]:
+    """The synthetic LiTS: ``n`` chest CTs of collection ``seed`` (another collection than the
+    synthetic LUNA's, as LiTS's patients are not LUNA's), prepared like the real one."""
+    params = {
+        "n": n,
+        "shape": list(shape),
+        "spacing": list(spacing),
+        "margin": margin,
+        "seed": seed,
+    }
+    writer = PreparedWriter(Path(out), "synthetic-lits", "synthetic_chest_ct", params)
+    for i in range(n):
+        case = synthetic_chest_ct(seed, i, shape, spacing)
+        _add_lits_case(
+            writer, f"ct{i:04d}", case.image, case.liver, spacing, f"synthetic case {i}", margin
+        )
+    return [writer.finish(split_by_patient(writer.ids, seed=seed))]
+
+
+__all__ = [
+    "Volume",
+    "prepare_luna",
+    "prepare_lits",
+    "prepare_synthetic_luna",
+    "prepare_synthetic_lits",
+]
