@@ -18,4 +18,8 @@ def test_every_notebook_runs_at_smoke(tmp_path, monkeypatch):
     assert all(r.output.exists() for r in runs)
     figures = tmp_path / "results" / "smoke" / "figures"
     assert (figures / "fig5_subcrop.png").stat().st_size > 1000
-    assert os.path.exists(tmp_path / "results" / "smoke" / "tables" / "nsunet_pyramid.csv")
+    assert (figures / "data_samples.png").stat().st_size > 1000
+    tables = tmp_path / "results" / "smoke" / "tables"
+    assert os.path.exists(tables / "nsunet_pyramid.csv")
+    assert "synthetic-luna-candidates" in (tables / "datasets.csv").read_text()
+    assert (tmp_path / "data" / "smoke" / "synthetic-brats" / "prepare.json").is_file()
