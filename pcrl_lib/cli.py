@@ -51,6 +51,101 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings_with(base, args: argparse.Namespace, names: tuple[str, ...]):
+    """``base`` settings with the command line's overrides (flags left unset keep the profile's)."""
+    from dataclasses import replace
+
+    changes = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    return replace(base, **changes)
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    import json
+
+    from pcrl_lib.data.prepared import PreparedDataset
+    from pcrl_lib.engine.experiment import run_pretrain
+    from pcrl_lib.profiles import pretrain_settings
+
+    data = PreparedDataset(args.data)
+    dims = data.load(data.manifest.index[0])["image"].ndim - 1
+    settings = _settings_with(
+        pretrain_settings(args.profile, dims), args, ("epochs", "batch_size", "lr", "dtype")
+    )
+    summary = run_pretrain(
+        args.data, settings, args.out, preset=args.preset, split=args.split, seed=args.seed,
+        num_workers=args.workers, progress_bar=not args.quiet,
+    )  # fmt: skip
+    print(json.dumps(summary))
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    import json
+
+    from pcrl_lib.engine.experiment import run_finetune
+    from pcrl_lib.profiles import finetune_settings
+
+    settings = _settings_with(
+        finetune_settings(args.profile, args.task), args, ("epochs", "batch_size", "lr", "dtype")
+    )
+    record = run_finetune(
+        args.task, args.data, settings, args.out, checkpoint=args.checkpoint, protocol=args.protocol,
+        label_ratio=args.label_ratio, seed=args.seed, record=args.record,
+        record_fields={"method": args.method} if args.method else None,
+    )  # fmt: skip
+    print(
+        json.dumps(
+            {"record": str(args.record or f"{args.out}/record.json"), "metrics": record["metrics"]}
+        )
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from pcrl_lib.engine.finetune import FinetuneConfig, evaluate, with_intervals
+    from pcrl_lib.profiles import finetune_settings
+    from pcrl_lib.tasks import get_task
+
+    spec, settings = get_task(args.task), finetune_settings(args.profile, args.task)
+    data = spec.data(args.data)
+    model = spec.model(data, settings.depth, settings.width)
+    try:
+        model.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
+    except (RuntimeError, KeyError) as err:
+        raise ValueError(
+            f"{args.weights}: not weights of the {args.task} model at profile {args.profile} ({err})"
+        ) from err
+    cfg = FinetuneConfig(
+        task=spec.kind,
+        batch_size=settings.batch_size,
+        dtype=settings.dtype,
+        patch_size=settings.patch_size,
+        overlap=settings.overlap,
+    )
+    result = evaluate(
+        model, spec.dataset(data, data.splits()[args.split]), cfg, spec.class_names(data)
+    )
+    print(json.dumps(with_intervals(result, spec.kind)))
+    return 0
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--profile", choices=PROFILES, default="demo", help="settings to start from (default demo)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    p.add_argument("--batch-size", type=int, default=None, help="override the profile's batch size")
+    p.add_argument("--lr", type=float, default=None, help="override the profile's learning rate")
+    p.add_argument(
+        "--dtype", choices=("fp32", "bf16", "fp16"), default=None, help="autocast precision"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m pcrl_lib`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -110,6 +205,93 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prep.add_argument("--list", action="store_true", help="list datasets and their options")
     prep.set_defaults(func=_prepare)
+
+    pre = sub.add_parser(
+        "pretrain",
+        help="pre-train PCRLv2 on a prepared image dataset (CT volumes or X-rays)",
+        description=(
+            "Pre-train PCRLv2 (one loop: SGD, cosine decay, checkpoints every epoch). Start it "
+            "again on the same --out to resume from last.pt. For several GPUs launch it with "
+            "`torchrun --nproc_per_node N -m pcrl_lib pretrain ...`."
+        ),
+        epilog="example:\n  python -m pcrl_lib pretrain --data ~/prepared/luna/volumes --out runs/pcrlv2_luna --profile paper",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pre.add_argument(
+        "--data", required=True, help="prepared folder of images (LUNA: <out>/volumes)"
+    )
+    pre.add_argument("--out", required=True, help="run folder: last.pt and log.jsonl go there")
+    pre.add_argument(
+        "--preset",
+        choices=("paper", "official"),
+        default="paper",
+        help="PCRLv2 as the paper describes it, or as the official code does it",
+    )
+    pre.add_argument(
+        "--split", default="train", help="which split's cases to pre-train on (default train)"
+    )
+    pre.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    pre.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_common(pre)
+    pre.set_defaults(func=_pretrain)
+
+    fin = sub.add_parser(
+        "finetune",
+        help="fine-tune a downstream model (from a checkpoint or from scratch) and test it",
+        description=(
+            "Fine-tune on the labelled part of the training split (protocol + label ratio), "
+            "keep the epoch with the best validation score, test with bootstrap 95% "
+            "intervals and write one JSON run record."
+        ),
+        epilog="example:\n  python -m pcrl_lib finetune luna --data ~/prepared/luna --checkpoint runs/pcrlv2_luna/last.pt --label-ratio 0.1 --out runs/ft",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fin.add_argument("task", choices=("luna", "nih", "brats", "lits"), help="downstream task")
+    fin.add_argument(
+        "--data",
+        required=True,
+        help="the task's prepared folder (LUNA: the folder holding candidates/)",
+    )
+    fin.add_argument("--out", required=True, help="run folder: best.pt, log.jsonl, record.json")
+    fin.add_argument(
+        "--checkpoint",
+        default=None,
+        help="pre-trained weights for the encoder (omit: train from scratch)",
+    )
+    fin.add_argument(
+        "--protocol",
+        choices=("semi", "transfer", "full"),
+        default="semi",
+        help="which labelled cases (default semi)",
+    )
+    fin.add_argument(
+        "--label-ratio",
+        type=float,
+        default=1.0,
+        help="fraction of the training split labelled (default 1.0)",
+    )
+    fin.add_argument("--record", default=None, help="run record path (default <out>/record.json)")
+    fin.add_argument(
+        "--method",
+        default=None,
+        help="method name in the record (default PCRLv2 with a checkpoint, TS without)",
+    )
+    _add_common(fin)
+    fin.set_defaults(func=_finetune)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="test fine-tuned weights on a split, with bootstrap intervals",
+        description="Evaluate fine-tuned weights (best.pt of a finetune run) and print the metrics as JSON.",
+    )
+    ev.add_argument("task", choices=("luna", "nih", "brats", "lits"))
+    ev.add_argument("--data", required=True, help="the task's prepared folder")
+    ev.add_argument("--weights", required=True, help="best.pt written by finetune")
+    ev.add_argument("--split", default="test", help="split to evaluate (default test)")
+    ev.add_argument(
+        "--profile", choices=PROFILES, default="demo", help="the profile the model was trained at"
+    )
+    ev.set_defaults(func=_evaluate)
     return parser
 
 
@@ -119,6 +301,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

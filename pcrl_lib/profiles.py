@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +101,108 @@ def ensure_data(
                 prepare(name, folder, **options)
         out[role] = folder
     return out
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """A task's fine-tuning settings at one profile (paper: Sec. 4.3; see the README table).
+
+    ``patch_size``: training patch (segmentation); evaluation runs over whole volumes
+    patch by patch with ``overlap``. ``depth`` / ``width``: the 3D encoder's size (must
+    match the pre-trained one)."""
+
+    epochs: int
+    batch_size: int
+    lr: float = 1e-2
+    patch_size: tuple[int, ...] | None = None
+    samples_per_case: int = 1
+    overlap: int = 0
+    depth: int = 5
+    width: float = 1.0
+    dtype: str = "fp32"
+
+
+FINETUNE: dict[str, dict[str, FinetuneSettings]] = {
+    # the paper's statement: SGD lr 1e-2, momentum 0.9, weight decay 1e-5, cosine, 240 epochs;
+    # batch 512 (2D), 32 (LUNA), 4 (LiTS, BraTS); crops 48^3, 256x256x64, 112^3
+    "paper": {
+        "luna": FinetuneSettings(240, 32),
+        "nih": FinetuneSettings(240, 512),
+        "brats": FinetuneSettings(240, 4, patch_size=(112, 112, 112), overlap=16),
+        "lits": FinetuneSettings(240, 4, patch_size=(256, 256, 64), overlap=16),
+    },
+    # CPU scale: a quarter-width 4-level encoder, 48x48x32 patches, a few epochs, bf16
+    "demo": {
+        "luna": FinetuneSettings(30, 16, depth=5, width=0.25, dtype="bf16"),
+        "nih": FinetuneSettings(30, 32, dtype="bf16"),
+        "brats": FinetuneSettings(
+            20, 4, 0.05, (48, 48, 32), 4, 8, depth=5, width=0.25, dtype="bf16"
+        ),
+        "lits": FinetuneSettings(
+            20, 4, 0.05, (48, 48, 32), 4, 8, depth=5, width=0.25, dtype="bf16"
+        ),
+    },
+    "smoke": {
+        "luna": FinetuneSettings(1, 8, depth=5, width=0.125),
+        "nih": FinetuneSettings(1, 16),
+        "brats": FinetuneSettings(1, 2, 0.05, (32, 32, 16), 1, 0, depth=5, width=0.125),
+        "lits": FinetuneSettings(1, 2, 0.05, (32, 32, 16), 1, 0, depth=5, width=0.125),
+    },
+}
+
+
+def finetune_settings(profile: str, task: str) -> FinetuneSettings:
+    """The fine-tuning settings of ``task`` at ``profile``."""
+    _check_profile(profile)
+    if task not in FINETUNE[profile]:
+        raise ValueError(f"unknown task {task!r}; choose one of {sorted(FINETUNE[profile])}")
+    return FINETUNE[profile][task]
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Pre-training settings at one profile (paper: Sec. 4.3). ``views``: overrides of
+    :func:`pcrl_lib.views.paper_view_config` (crop sizes, output sizes) for small data."""
+
+    epochs: int
+    batch_size: int
+    depth: int = 5
+    width: float = 1.0
+    dtype: str = "fp32"
+    lr: float = 1e-2
+    views: dict[str, Any] | None = None
+
+
+def _small_views(global_sizes, global_out, local_sizes, local_out) -> dict[str, Any]:
+    from pcrl_lib.views import CropSizes
+
+    return {
+        "global_sizes": CropSizes(sizes=global_sizes),
+        "global_out": global_out,
+        "local_sizes": CropSizes(sizes=local_sizes),
+        "local_out": local_out,
+    }
+
+
+PRETRAIN: dict[str, dict[int, PretrainSettings]] = {
+    "paper": {3: PretrainSettings(240, 32), 2: PretrainSettings(240, 256)},
+    "demo": {
+        3: PretrainSettings(20, 8, width=0.25, dtype="bf16"),
+        2: PretrainSettings(20, 32, dtype="bf16", views={"global_out": (64, 64), "local_out": (32, 32)}),
+    },
+    "smoke": {
+        3: PretrainSettings(
+            1, 2, width=0.125,
+            views=_small_views(((32, 32, 16), (48, 48, 32)), (32, 32, 16), ((8, 8, 8), (16, 16, 16)), (8, 8, 8)),
+        ),
+        2: PretrainSettings(1, 4, views={"global_out": (32, 32), "local_out": (16, 16)}),
+    },
+}  # fmt: skip
+
+
+def pretrain_settings(profile: str, spatial_dims: int) -> PretrainSettings:
+    """The pre-training settings for ``spatial_dims`` (2 X-ray, 3 CT) at ``profile``."""
+    _check_profile(profile)
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    return PRETRAIN[profile][spatial_dims]

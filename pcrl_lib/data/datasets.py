@@ -39,20 +39,26 @@ def to_float(image: np.ndarray, window: Sequence[float] | None = None) -> np.nda
 
 def _window(data: PreparedDataset) -> tuple[float, float] | None:
     w = data.info.get("params", {}).get("window")
-    if w is None and data.name.endswith(("luna-volumes", "luna-candidates")):
-        w = (-1000.0, 1000.0)
     return tuple(w) if w is not None else None
 
 
-def _load_raw(data: PreparedDataset, case_id: str) -> np.ndarray:
+def _load_raw(data: PreparedDataset, case_id: str, channels: int | None) -> np.ndarray:
     image = data.load(case_id)["image"]
-    return image.astype(np.float32) if image.dtype != np.uint8 else image.astype(np.float32) / 255.0
+    image = (
+        image.astype(np.float32) if image.dtype != np.uint8 else image.astype(np.float32) / 255.0
+    )
+    return (
+        np.repeat(image[:1], channels, axis=0) if channels and image.shape[0] != channels else image
+    )
 
 
-def pretraining_images(data: PreparedDataset, ids: Sequence[str]) -> list[Callable[[], np.ndarray]]:
+def pretraining_images(
+    data: PreparedDataset, ids: Sequence[str], channels: int | None = None
+) -> list[Callable[[], np.ndarray]]:
     """One zero-argument loader per case returning its raw ``image`` as float32 (HU for CT,
-    [0, 1] for 8-bit images), loaded lazily inside DataLoader workers."""
-    return [partial(_load_raw, data, i) for i in ids]
+    [0, 1] for 8-bit images), loaded lazily inside DataLoader workers; grey images are
+    repeated to ``channels`` (3 for the 2D ResNet-18 stem)."""
+    return [partial(_load_raw, data, i, channels) for i in ids]
 
 
 class ClassificationCases(Dataset):

@@ -22,13 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from pcrl_lib.engine.common import TrainConfig, cosine_lr, set_lr
+from pcrl_lib.engine.inference import predict_volume
 from pcrl_lib.io import atomic_path, code_version, write_json_atomic
 from pcrl_lib.losses import dice_loss
-from pcrl_lib.metrics import auroc_per_class, dice
+from pcrl_lib.metrics import auroc_per_class, bootstrap_ci, dice
 from pcrl_lib.perf import autocast_context
 
 TASKS = ("classification", "segmentation")
@@ -40,6 +42,8 @@ class FinetuneConfig(TrainConfig):
 
     task: str = "classification"
     epochs: int = 100
+    patch_size: tuple[int, ...] | None = None  # segmentation: evaluate whole volumes by patches
+    overlap: int = 0  # voxels shared by neighbouring inference patches
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -76,10 +80,23 @@ def evaluate(
         out["per_case"] = {"y_true": y_true.tolist(), "y_score": y_score.tolist()}
         return out
     per_case = []
-    for batch in loader:
-        with autocast_context(cfg.dtype, device.type):
-            logits = model(batch["image"].to(device))
-        pred = (logits.float() > 0).cpu().numpy()
+    whole = DataLoader(dataset, batch_size=1, num_workers=cfg.num_workers)
+    for batch in whole if cfg.patch_size else loader:
+        if cfg.patch_size:  # whole volume, patch by patch (torchio grid sampler / aggregator)
+            probs = predict_volume(
+                model,
+                batch["image"][0],
+                cfg.patch_size,
+                cfg.overlap,
+                cfg.batch_size,
+                cfg.dtype,
+                cfg.device,
+            )
+            pred = (probs > 0.5).numpy()[None]
+        else:
+            with autocast_context(cfg.dtype, device.type):
+                logits = model(batch["image"].to(device))
+            pred = (logits.float() > 0).cpu().numpy()
         mask = batch["mask"].numpy() > 0.5
         for p, m in zip(pred, mask, strict=True):
             per_case.append([dice(p[c], m[c]) for c in range(p.shape[0])])
@@ -124,6 +141,7 @@ def finetune(
                 train,
                 batch_size=cfg.batch_size,
                 shuffle=True,
+                drop_last=len(train) > cfg.batch_size,  # no batch of one for batch norm
                 generator=order,
                 num_workers=cfg.num_workers,
             )
@@ -150,6 +168,51 @@ def finetune(
                     torch.save(model.state_dict(), tmp)
     model.load_state_dict(torch.load(out / "best.pt", map_location=device, weights_only=True))
     return {"best_epoch": best_epoch, "best_val": best, "history": history}
+
+
+def with_intervals(evaluation: dict, task: str, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Point estimates of an :func:`evaluate` result with percentile-bootstrap 95 % intervals
+    over test cases: ``{"mean": x, "mean_ci": [lo, hi], "<class>": x, "<class>_ci": [...]}``.
+    """
+    per_case = evaluation["per_case"]
+    out: dict[str, float | list[float]] = {}
+    if task == "classification":
+        y_true, y_score = np.asarray(per_case["y_true"]), np.asarray(per_case["y_score"])
+        names = [k for k in evaluation if k not in ("mean", "per_case", "undefined")]
+        for k, name in enumerate(names):
+            out[name] = evaluation[name]
+            out[f"{name}_ci"] = list(
+                bootstrap_ci(
+                    lambda t, p: _auc(t, p), y_true[:, k], y_score[:, k], n_boot=n_boot, seed=seed
+                )
+            )
+        out["mean"] = evaluation["mean"]
+        out["mean_ci"] = list(bootstrap_ci(_mean_auc, y_true, y_score, n_boot=n_boot, seed=seed))
+        return out
+    values = np.asarray(per_case["dice"])
+    names = [k for k in evaluation if k not in ("mean", "per_case")]
+    for k, name in enumerate(names):
+        out[name] = evaluation[name]
+        out[f"{name}_ci"] = list(
+            bootstrap_ci(lambda v: float(v.mean()), values[:, k], n_boot=n_boot, seed=seed)
+        )
+    out["mean"] = evaluation["mean"]
+    out["mean_ci"] = list(bootstrap_ci(lambda v: float(v.mean()), values, n_boot=n_boot, seed=seed))
+    return out
+
+
+def _mean_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Mean AUROC over the classes defined in a resample (NaN when none is)."""
+    values = [_auc(y_true[:, k], y_score[:, k]) for k in range(y_true.shape[1])]
+    defined = [v for v in values if np.isfinite(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
+def _auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """AUROC of one class, NaN when the resample holds one class only."""
+    if y_true.min() == y_true.max():
+        return float("nan")
+    return float(roc_auc_score(y_true, y_score))
 
 
 def write_run_record(path: str | os.PathLike, **fields) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 import torchio as tio
 from torch import nn
 from torch.utils.data import DataLoader
@@ -41,6 +42,11 @@ def predict_volume(
     if volume.dim() != 4:
         raise ValueError(f"predict_volume expects (C, X, Y, Z), got {tuple(volume.shape)}")
     model.eval()
+    shape = volume.shape[1:]
+    short = [max(0, p - n) for p, n in zip(patch_size, shape, strict=True)]
+    if any(short):  # a volume smaller than a patch: pad (edge values) at the far end
+        pad = [v for s in reversed(short) for v in (0, s)]
+        volume = F.pad(volume.float()[None], pad, mode="replicate")[0]
     subject = tio.Subject(image=tio.ScalarImage(tensor=volume.float()))
     sampler = tio.inference.GridSampler(subject, tuple(patch_size), overlap, padding_mode="edge")
     aggregator = tio.inference.GridAggregator(sampler, overlap_mode="average")
@@ -49,4 +55,5 @@ def predict_volume(
         with autocast_context(dtype, torch.device(device).type):
             logits = model(x)
         aggregator.add_batch(torch.sigmoid(logits.float()).cpu(), batch[tio.LOCATION])
-    return aggregator.get_output_tensor()
+    out = aggregator.get_output_tensor()
+    return out[:, : shape[0], : shape[1], : shape[2]]

@@ -110,6 +110,21 @@ def is_official_3d(state: dict) -> bool:
     return any(k.startswith("down_tr64.") for k in state)
 
 
+def _inflate_input_channels(weight: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A first-layer kernel pre-trained on 1 channel (CT) used on ``C`` channels (BraTS's four
+    modalities): repeated over the channels and divided by ``C``, so a picture repeated in
+    every channel gives the pre-trained response (I3D-style inflation over channels)."""
+    if (
+        weight.dim() >= 3
+        and weight.shape[1] == 1
+        and like.shape[1] > 1
+        and weight.shape[2:] == like.shape[2:]
+        and weight.shape[0] == like.shape[0]
+    ):
+        return weight.repeat(1, like.shape[1], *([1] * (weight.dim() - 2))) / like.shape[1]
+    return weight
+
+
 def _load(
     target: nn.Module, state: dict[str, torch.Tensor], required: str, where: str
 ) -> LoadReport:
@@ -117,6 +132,7 @@ def _load(
     ``required`` must be present with the right shape."""
     own = target.state_dict()
     report = LoadReport()
+    state = {k: _inflate_input_channels(v, own[k]) if k in own else v for k, v in state.items()}
     bad_shape = [
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
         for k, v in state.items()

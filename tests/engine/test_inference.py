@@ -19,3 +19,17 @@ def test_patchwise_prediction_equals_whole_volume_for_a_pointwise_model():
 def test_bad_volume_shape():
     with pytest.raises(ValueError, match=r"\(C, X, Y, Z\)"):
         predict_volume(nn.Identity(), torch.zeros(4, 4, 4), (2, 2, 2))
+
+
+def test_volume_smaller_than_patch_is_padded_and_cropped_back():
+    import torch
+
+    from pcrl_lib.engine.inference import predict_volume
+
+    model = torch.nn.Conv3d(1, 1, 1)
+    torch.nn.init.constant_(model.weight, 1.0)
+    torch.nn.init.zeros_(model.bias)
+    volume = torch.randn(1, 5, 7, 3)
+    out = predict_volume(model, volume, (8, 8, 4))
+    assert out.shape == (1, 5, 7, 3)
+    torch.testing.assert_close(out, torch.sigmoid(volume))

@@ -114,3 +114,21 @@ def test_bad_files_are_named(tmp_path):
     torch.save({"epoch": 3}, empty)
     with pytest.raises(ValueError, match="no state_dict"):
         read_state_dict(empty)
+
+
+def test_one_channel_encoder_loads_into_four_channel_model():
+    """CT pre-training (1 channel) -> BraTS (4 modalities): the first kernel is repeated
+    over the channels and divided by 4, so a grey image in every channel gives the same
+    first-layer response."""
+    import torch
+
+    from pcrl_lib.models.checkpoints import load_encoder
+    from pcrl_lib.models.encoders import build_encoder
+
+    one = build_encoder(3, 1, depth=3, width=0.125)
+    four = build_encoder(3, 4, depth=3, width=0.125)
+    load_encoder(four, {f"encoder.{k}": v for k, v in one.state_dict().items()})
+    first = [k for k, v in one.state_dict().items() if v.dim() == 5][0]
+    w1, w4 = one.state_dict()[first], four.state_dict()[first]
+    assert w4.shape[1] == 4
+    torch.testing.assert_close(w4.sum(dim=1, keepdim=True), w1)

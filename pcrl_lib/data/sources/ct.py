@@ -135,7 +135,14 @@ def prepare_synthetic_luna(
     """The synthetic LUNA16: ``n`` chest CTs (:func:`synthetic_chest_ct` with ``seed``)
     prepared like the real one; candidates are each case's nodules (label 1) and its
     nodule-like negatives (label 0)."""
-    params = {"n": n, "shape": list(shape), "spacing": list(spacing), "crop": crop, "seed": seed}
+    params = {
+        "n": n,
+        "shape": list(shape),
+        "spacing": list(spacing),
+        "crop": crop,
+        "seed": seed,
+        "window": LUNA_WINDOW,
+    }
     writers = _LunaWriters(Path(out), "synthetic-luna", "synthetic_chest_ct", params)
     for i in range(n):
         case = synthetic_chest_ct(seed, i, shape, spacing)
@@ -219,6 +226,7 @@ def prepare_synthetic_lits(
         "spacing": list(spacing),
         "margin": margin,
         "seed": seed,
+        "window": LITS_WINDOW,
     }
     writer = PreparedWriter(Path(out), "synthetic-lits", "synthetic_chest_ct", params)
     for i in range(n):

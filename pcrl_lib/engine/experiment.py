@@ -1,0 +1,149 @@
+"""One fine-tuning experiment, end to end: the glue the command line and the notebooks share.
+
+protocol + label ratio -> labelled training cases; task -> model (encoder from a
+pre-training checkpoint or random: TS); fine-tune with model selection on the validation
+split; evaluate on the test split with bootstrap intervals; write the run record.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from pcrl_lib.data.datasets import pretraining_images
+from pcrl_lib.data.prepared import PreparedDataset
+from pcrl_lib.data.splits import semi_supervised, transfer
+from pcrl_lib.engine.finetune import (
+    FinetuneConfig,
+    evaluate,
+    finetune,
+    with_intervals,
+    write_run_record,
+)
+from pcrl_lib.engine.pretrain import PretrainConfig, ViewDataset, pretrain
+from pcrl_lib.methods import PCRLv2, pcrlv2_config
+from pcrl_lib.models.downstream import load_pretrained_encoder
+from pcrl_lib.pipeline import paper_view_generator
+from pcrl_lib.profiles import FinetuneSettings, PretrainSettings
+from pcrl_lib.tasks import get_task
+
+PROTOCOLS = ("semi", "transfer", "full")
+
+
+def labelled_ids(train: list[str], protocol: str, label_ratio: float) -> list[str]:
+    """The labelled training cases of a protocol (see :mod:`pcrl_lib.data.splits`)."""
+    if protocol == "semi":
+        return semi_supervised(train, label_ratio)["labelled"]
+    if protocol == "transfer":
+        return transfer(train, label_ratio)
+    if protocol == "full":
+        return list(train)
+    raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+
+
+def run_finetune(
+    task: str,
+    data_folder: str | os.PathLike,
+    settings: FinetuneSettings,
+    out_dir: str | os.PathLike,
+    checkpoint: str | os.PathLike | None = None,
+    protocol: str = "semi",
+    label_ratio: float = 1.0,
+    seed: int = 0,
+    record: str | os.PathLike | None = None,
+    record_fields: dict | None = None,
+    n_boot: int = 1000,
+) -> dict:
+    """Fine-tune and test one model; returns the run record (also written to ``record``).
+
+    Args:
+        task: ``luna`` | ``nih`` | ``brats`` | ``lits`` (:mod:`pcrl_lib.tasks`).
+        data_folder: the role's prepared folder (e.g. ``ensure_data(...)["luna"]``).
+        settings: :class:`pcrl_lib.profiles.FinetuneSettings`.
+        checkpoint: pre-trained weights for the encoder; ``None`` trains from scratch (TS).
+        record_fields: extra record fields (``table``, ``method``...).
+    """
+    spec = get_task(task)
+    data = spec.data(data_folder)
+    splits = data.splits()
+    ids = labelled_ids(splits["train"], protocol, label_ratio)
+    torch.manual_seed(seed)
+    model = spec.model(data, settings.depth, settings.width)
+    if checkpoint is not None:
+        load_pretrained_encoder(model, checkpoint)
+    cfg = FinetuneConfig(
+        task=spec.kind,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        dtype=settings.dtype,
+        seed=seed,
+        patch_size=settings.patch_size,
+        overlap=settings.overlap,
+    )
+    names = spec.class_names(data)
+    train = spec.dataset(data, ids, settings.patch_size, settings.samples_per_case)
+    started = time.perf_counter()
+    fit = finetune(model, train, spec.dataset(data, splits["val"]), cfg, out_dir, names)
+    test = evaluate(model, spec.dataset(data, splits["test"]), cfg, names)
+    fields = {"table": "", "method": "PCRLv2" if checkpoint else "TS", **(record_fields or {})}
+    rec = {
+        **fields,
+        "task": task,
+        "protocol": protocol,
+        "label_ratio": label_ratio,
+        "seed": seed,
+        "labelled_cases": len(ids),
+        "metrics": with_intervals(test, spec.kind, n_boot, seed),
+        "best_epoch": fit["best_epoch"],
+        "best_val": fit["best_val"],
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "data": str(data.root),
+        "settings": asdict(settings),
+        "config": cfg,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    path = Path(record) if record else Path(out_dir) / "record.json"
+    write_run_record(path, **rec)
+    rec["config"] = asdict(cfg)
+    return rec
+
+
+def run_pretrain(
+    data_folder: str | os.PathLike,
+    settings: PretrainSettings,
+    out_dir: str | os.PathLike,
+    preset: str = "paper",
+    split: str = "train",
+    seed: int = 0,
+    num_workers: int = 0,
+    progress_bar: bool = True,
+    **method_overrides,
+) -> dict:
+    """Pre-train PCRLv2 on the ``split`` cases of a prepared image dataset (CT volumes or
+    X-rays; the dimension is read from the data) and return :func:`pretrain`'s summary.
+    ``method_overrides`` go to :func:`pcrl_lib.methods.pcrlv2_config` (the ablations)."""
+    data = PreparedDataset(data_folder)
+    ids = data.splits()[split]
+    dims = data.load(ids[0])["image"].ndim - 1
+    torch.manual_seed(seed)
+    overrides = {"depth": settings.depth, "width": settings.width, **method_overrides}
+    channels = 3 if dims == 2 else 1  # X-rays go through the ResNet-18 stem as RGB
+    method = PCRLv2(pcrlv2_config(preset, dims, in_channels=channels, **overrides))
+    crops = method.config.crops
+    generator = paper_view_generator(dims, crops, **(settings.views or {}))
+    dataset = ViewDataset(pretraining_images(data, ids, channels), generator, seed=seed)
+    cfg = PretrainConfig(
+        epochs=settings.epochs,
+        batch_size=min(settings.batch_size, len(ids)),
+        lr=settings.lr,
+        dtype=settings.dtype,
+        seed=seed,
+        num_workers=num_workers,
+        progress_bar=progress_bar,
+    )
+    return pretrain(method, dataset, cfg, out_dir)
