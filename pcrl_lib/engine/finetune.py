@@ -44,6 +44,7 @@ class FinetuneConfig(TrainConfig):
     epochs: int = 100
     patch_size: tuple[int, ...] | None = None  # segmentation: evaluate whole volumes by patches
     overlap: int = 0  # voxels shared by neighbouring inference patches
+    eval_every: int = 1  # validate (model selection) every k epochs and after the last
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -157,12 +158,17 @@ def finetune(
                 loss.backward()
                 opt.step()
                 losses.append(loss.item())
+            record = {"epoch": epoch, "lr": lr, "loss": float(np.mean(losses))}
+            last = epoch == cfg.epochs - 1
+            if not last and (epoch + 1) % cfg.eval_every:
+                log.write(json.dumps(record) + "\n")
+                continue
             score = evaluate(model, val, cfg, class_names)["mean"]
-            record = {"epoch": epoch, "lr": lr, "loss": float(np.mean(losses)), "val": score}
+            record["val"] = score
             history.append(record)
             log.write(json.dumps(record) + "\n")
             log.flush()
-            if score > best:
+            if score > best or not np.isfinite(best):
                 best, best_epoch = score, epoch
                 with atomic_path(out / "best.pt") as tmp:
                     torch.save(model.state_dict(), tmp)
