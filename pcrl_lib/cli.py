@@ -82,22 +82,21 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     import json
 
-    from pcrl_lib.engine.experiment import run_finetune
+    from pcrl_lib.engine.experiment import record_path, run_finetune
     from pcrl_lib.profiles import finetune_settings
 
-    settings = _settings_with(
-        finetune_settings(args.profile, args.task), args, ("epochs", "batch_size", "lr", "dtype")
+    names = ("epochs", "batch_size", "lr", "dtype")
+    settings = _settings_with(finetune_settings(args.profile, args.task), args, names)
+    method = args.method or ("PCRLv2" if args.checkpoint else "TS")
+    record_file = args.record or record_path(
+        args.profile, args.task, args.protocol, args.label_ratio, method, args.seed
     )
     record = run_finetune(
         args.task, args.data, settings, args.out, checkpoint=args.checkpoint, protocol=args.protocol,
-        label_ratio=args.label_ratio, seed=args.seed, record=args.record,
-        record_fields={"method": args.method} if args.method else None,
+        label_ratio=args.label_ratio, seed=args.seed, record=record_file,
+        record_fields={"method": method},
     )  # fmt: skip
-    print(
-        json.dumps(
-            {"record": str(args.record or f"{args.out}/record.json"), "metrics": record["metrics"]}
-        )
-    )
+    print(json.dumps({"record": str(record_file), "metrics": record["metrics"]}))
     return 0
 
 
@@ -252,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="the task's prepared folder (LUNA: the folder holding candidates/)",
     )
-    fin.add_argument("--out", required=True, help="run folder: best.pt, log.jsonl, record.json")
+    fin.add_argument("--out", required=True, help="run folder: best.pt and log.jsonl")
     fin.add_argument(
         "--checkpoint",
         default=None,
@@ -270,7 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="fraction of the training split labelled (default 1.0)",
     )
-    fin.add_argument("--record", default=None, help="run record path (default <out>/record.json)")
+    fin.add_argument(
+        "--record",
+        default=None,
+        help="run record path (default results/<profile>/runs/<task>_<protocol>_r<ratio>_<method>_s<seed>.json)",
+    )
     fin.add_argument(
         "--method",
         default=None,

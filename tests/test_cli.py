@@ -15,7 +15,9 @@ def smoke_data(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_pretrain_finetune_evaluate(smoke_data, tmp_path, capsys):
+def test_pretrain_finetune_evaluate(smoke_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PCRL_RESULTS", str(tmp_path / "results"))
+    runs = tmp_path / "results" / "smoke" / "runs"
     luna = smoke_data["luna"]
     assert (
         main(
@@ -48,7 +50,8 @@ def test_pretrain_finetune_evaluate(smoke_data, tmp_path, capsys):
         main([*args, "--checkpoint", str(tmp_path / "pt" / "last.pt"), "--label-ratio", "0.5"]) == 0
     )
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    record = json.loads((tmp_path / "ft" / "record.json").read_text())
+    record = json.loads((runs / "luna_semi_r0.5_PCRLv2_s0.json").read_text())
+    assert out["record"] == str(runs / "luna_semi_r0.5_PCRLv2_s0.json")
     assert record["method"] == "PCRLv2" and record["label_ratio"] == 0.5
     assert set(out["metrics"]) >= {"mean", "mean_ci", "label", "label_ci"}
     # a 4-modality BraTS model from the 1-channel CT checkpoint (first kernel inflated)
@@ -66,7 +69,7 @@ def test_pretrain_finetune_evaluate(smoke_data, tmp_path, capsys):
         main([*brats, "--checkpoint", str(tmp_path / "pt" / "last.pt"), "--protocol", "transfer"])
         == 0
     )
-    assert "WT_ci" in json.loads((tmp_path / "ftb" / "record.json").read_text())["metrics"]
+    assert "WT_ci" in json.loads((runs / "brats_transfer_r1_PCRLv2_s0.json").read_text())["metrics"]
     capsys.readouterr()
     ev = [
         "evaluate",

@@ -27,11 +27,26 @@ from pcrl_lib.engine.finetune import (
 from pcrl_lib.engine.pretrain import PretrainConfig, ViewDataset, pretrain
 from pcrl_lib.methods import PCRLv2, pcrlv2_config
 from pcrl_lib.models.downstream import load_pretrained_encoder
+from pcrl_lib.paths import results_root
 from pcrl_lib.pipeline import paper_view_generator
 from pcrl_lib.profiles import FinetuneSettings, PretrainSettings
 from pcrl_lib.tasks import get_task
 
 PROTOCOLS = ("semi", "transfer", "full")
+
+
+def record_path(
+    profile: str,
+    task: str,
+    protocol: str,
+    label_ratio: float,
+    method: str,
+    seed: int,
+    table: str = "",
+) -> Path:
+    """Where a run's record goes: ``results/<profile>/runs/[<table>_]<task>_<protocol>_r<ratio>_<method>_s<seed>.json``."""
+    name = f"{task}_{protocol}_r{label_ratio:g}_{method}_s{seed}.json"
+    return results_root() / profile / "runs" / (f"{table}_{name}" if table else name)
 
 
 def labelled_ids(train: list[str], protocol: str, label_ratio: float) -> list[str]:
