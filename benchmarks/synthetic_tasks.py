@@ -84,6 +84,7 @@ def run(task: str, out: Path, steps: int, ratios: list[float], seed: int) -> lis
             lr=0.05 if kind == "segmentation" else 0.01,
             dtype="bf16",
             seed=seed,
+            eval_every=max(1, epochs // 10),
         )
         torch.manual_seed(seed)
         model = make_model()
