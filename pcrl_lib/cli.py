@@ -72,7 +72,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         pretrain_settings(args.profile, dims), args, ("epochs", "batch_size", "lr", "dtype")
     )
     summary = run_pretrain(
-        args.data, settings, args.out, preset=args.preset, split=args.split, seed=args.seed,
+        args.data, settings, args.out, method=args.method, preset=args.preset, split=args.split, seed=args.seed,
         num_workers=args.workers, progress_bar=not args.quiet,
     )  # fmt: skip
     print(json.dumps(summary))
@@ -225,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("paper", "official"),
         default="paper",
         help="PCRLv2 as the paper describes it, or as the official code does it",
+    )
+    pre.add_argument(
+        "--method",
+        default="PCRLv2",
+        choices=("PCRLv2", "SimSiam", "C2L", "PCRLv1", "MG", "TransVW", "Cube++", "3D-CPC"),
+        help="the method, by its key in the paper's tables (default PCRLv2)",
     )
     pre.add_argument(
         "--split", default="train", help="which split's cases to pre-train on (default train)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -25,7 +26,8 @@ from pcrl_lib.engine.finetune import (
     write_run_record,
 )
 from pcrl_lib.engine.pretrain import PretrainConfig, ViewDataset, pretrain
-from pcrl_lib.methods import PCRLv2, pcrlv2_config
+from pcrl_lib.methods.inputs import VisualWordInputs, discover_visual_words
+from pcrl_lib.methods.registry import get_method
 from pcrl_lib.models.downstream import load_pretrained_encoder
 from pcrl_lib.paths import results_root
 from pcrl_lib.pipeline import paper_view_generator
@@ -132,6 +134,7 @@ def run_pretrain(
     data_folder: str | os.PathLike,
     settings: PretrainSettings,
     out_dir: str | os.PathLike,
+    method: str = "PCRLv2",
     preset: str = "paper",
     split: str = "train",
     seed: int = 0,
@@ -139,26 +142,63 @@ def run_pretrain(
     progress_bar: bool = True,
     **method_overrides,
 ) -> dict:
-    """Pre-train PCRLv2 on the ``split`` cases of a prepared image dataset (CT volumes or
-    X-rays; the dimension is read from the data) and return :func:`pretrain`'s summary.
-    ``method_overrides`` go to :func:`pcrl_lib.methods.pcrlv2_config` (the ablations)."""
+    """Pre-train ``method`` (a key of :data:`pcrl_lib.methods.registry.METHODS`) on the
+    ``split`` cases of a prepared image dataset (CT volumes or X-rays; the dimension is read
+    from the data) and return :func:`pretrain`'s summary. ``preset`` and ``method_overrides``
+    go to PCRLv2's :func:`pcrl_lib.methods.pcrlv2_config` (the ablations) or to the
+    baseline's constructor."""
     data = PreparedDataset(data_folder)
-    ids = data.splits()[split]
+    ids = data.splits((split,))[split]
     dims = data.load(ids[0])["image"].ndim - 1
+    spec = get_method(method, dims)
     torch.manual_seed(seed)
-    overrides = {"depth": settings.depth, "width": settings.width, **method_overrides}
     channels = 3 if dims == 2 else 1  # X-rays go through the ResNet-18 stem as RGB
-    method = PCRLv2(pcrlv2_config(preset, dims, in_channels=channels, **overrides))
-    crops = method.config.crops
-    generator = paper_view_generator(dims, crops, **(settings.views or {}))
-    dataset = ViewDataset(pretraining_images(data, ids, channels), generator, seed=seed)
+    if method == "PCRLv2":
+        method_overrides = {"preset": preset, **method_overrides}
+    words = method_overrides.pop("n_words", 50), method_overrides.pop("k_neighbours", 200)
+    if method == "TransVW":
+        method_overrides["n_words"] = words[0]
+    model = spec.build(dims, channels, settings.depth, settings.width, **method_overrides)
+    crops = model.config.crops if method == "PCRLv2" else "none"
+    base = paper_view_generator(dims, crops, **(settings.views or {}))
+    images = pretraining_images(data, ids, channels)
+    if method == "TransVW":
+        images, generator = _visual_words(images, base, words[0], words[1], seed)
+    else:
+        generator = spec.inputs(base)
+    dataset = ViewDataset(images, generator, seed=seed)
     cfg = PretrainConfig(
         epochs=settings.epochs,
-        batch_size=min(settings.batch_size, len(ids)),
+        batch_size=min(settings.batch_size, len(images)),
         lr=settings.lr,
         dtype=settings.dtype,
         seed=seed,
         num_workers=num_workers,
         progress_bar=progress_bar,
     )
-    return pretrain(method, dataset, cfg, out_dir)
+    return pretrain(model, dataset, cfg, out_dir)
+
+
+def _word_item(load, centre, word) -> dict:
+    return {"image": load(), "centre": centre, "word": word}
+
+
+def _visual_words(images, base, n_words: int, k_neighbours: int, seed: int):
+    """TransVW's items (one per word instance) and their input generator."""
+    shape = images[0]().shape[1:]
+    size = tuple(
+        min(g, n // 2) if len(shape) == 2 else min(g, n)
+        for g, n in zip(base.views.global_out, shape, strict=True)
+    )
+    background = base.views.background_value
+    triples = discover_visual_words(
+        [load() for load in images],
+        n_words,
+        min(k_neighbours, len(images) - 1),
+        size,
+        seed,
+        intensity=base.intensity,
+        background=background,
+    )
+    items = [partial(_word_item, images[i], c, w) for i, c, w in triples]
+    return items, VisualWordInputs(size, tuple(base.views.global_out), base.intensity)

@@ -178,8 +178,14 @@ class NSUNet(nn.Module):
             )
         if finest_rate not in self.level_channels:
             raise ValueError(f"finest_rate must be one of {sorted(self.level_channels)}")
-        feats = self.encoder(x)
-        spatial = x.shape[2:]
+        return self.decode(self.encoder(x), x.shape[2:], finest_rate)
+
+    def decode(
+        self, feats: Sequence[torch.Tensor | None], spatial: Sequence[int], finest_rate: int = 1
+    ) -> dict[int, torch.Tensor]:
+        """The decoder alone, on encoder features ``feats`` (as ``self.encoder`` returns
+        them) of an input of size ``spatial`` - for methods that mix or swap features
+        between encoders (PCRLv1's hybrid branch). Returns the pyramid as :meth:`forward`."""
         pyramid = {self.bottleneck_rate: feats[self.depth]}
         h = feats[self.depth]
         for block, k in zip(self.blocks, range(self.depth - 1, -1, -1), strict=True):

@@ -1,0 +1,198 @@
+"""Training inputs of the baselines, built on PCRLv2's view generator so every method sees
+crops drawn the same way (sizes, background filter, global augmentation) and differs only in
+what it does with them.
+
+- Siamese / contrastive methods (SimSiam, C2L) and 3D-CPC read the generator's ``global1`` /
+  ``global2`` directly (``paper_view_generator(dims, "none")``).
+- :class:`GenesisInputs`: Models Genesis's corrupted input and clean target.
+- :class:`PCRLv1Inputs`: two views, each corrupted, with their clean targets and the
+  corruption flags the decoder is conditioned on.
+- :class:`RubikInputs`: a volume with Rubik's-cube layer rotations and its original.
+- :class:`VisualWordInputs` with :func:`discover_visual_words`: TransVW's visual words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pcrl_lib.methods.corruptions import CORRUPTIONS, GenesisConfig, genesis_pair, one_corruption
+from pcrl_lib.pipeline import Intensity, ViewGenerator, paper_view_generator
+
+
+def _rng(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, stream])
+
+
+@dataclass(frozen=True)
+class GenesisInputs:
+    """``{"input", "target"}``: a clean crop (the base generator's ``target1``) corrupted by
+    :func:`genesis_pair`."""
+
+    base: ViewGenerator = field(default_factory=lambda: paper_view_generator(3, "none"))
+    genesis: GenesisConfig = field(default_factory=GenesisConfig)
+
+    def __call__(self, image: np.ndarray, seed: int) -> dict[str, torch.Tensor]:
+        clean = self.base(image, seed)["target1"].numpy()
+        x, y, _ = genesis_pair(clean, _rng(seed, 1), self.genesis)
+        return {"input": torch.from_numpy(x), "target": torch.from_numpy(y)}
+
+
+@dataclass(frozen=True)
+class PCRLv1Inputs:
+    """``{"global1", "global2", "target1", "target2", "transform1", "transform2"}``: two
+    clean views, each corrupted by the Models Genesis corruptions (flips are part of the
+    base augmentation), with ``(4,)`` flags of the corruptions applied (:data:`CORRUPTIONS`
+    order) for PCRLv1's transformation-conditioned decoder."""
+
+    base: ViewGenerator = field(default_factory=lambda: paper_view_generator(3, "none"))
+    genesis: GenesisConfig = field(default_factory=lambda: GenesisConfig(flip_rate=0.0))
+
+    def __call__(self, image: np.ndarray, seed: int) -> dict[str, torch.Tensor]:
+        views = self.base(image, seed)
+        out = {}
+        for i in (1, 2):
+            target = views[f"target{i}"].numpy()
+            x, _, applied = genesis_pair(target, _rng(seed, i), self.genesis)
+            out[f"global{i}"] = torch.from_numpy(x)
+            out[f"target{i}"] = views[f"target{i}"]
+            out[f"transform{i}"] = torch.tensor([float(applied[k]) for k in CORRUPTIONS])
+        return out
+
+
+def rubik_rotate(x: np.ndarray, axis: int, layer: int, turns: int) -> np.ndarray:
+    """Turn one layer (half) of a 2x2x2 grid of sub-cubes of ``x (C, X, Y, Z)`` about
+    spatial ``axis`` by ``turns`` quarter turns, as a Rubik's cube face turns. A quarter turn
+    needs the two other axes equal; 180 degrees always works."""
+    out = x.copy()
+    n = x.shape[1 + axis]
+    sl = [slice(None)] * 4
+    sl[1 + axis] = slice(0, n // 2) if layer == 0 else slice(n // 2, n)
+    plane = tuple(1 + a for a in range(3) if a != axis)
+    out[tuple(sl)] = np.rot90(x[tuple(sl)], k=turns, axes=plane)
+    return out
+
+
+@dataclass(frozen=True)
+class RubikInputs:
+    """Rubik's cube++ inputs (Tao et al., MICCAI 2020): ``{"input", "target"}`` where the
+    input is the clean crop after ``1..max_turns`` random layer turns of its 2x2x2 sub-cubes
+    (quarter turns where the layer is square, half turns otherwise)."""
+
+    base: ViewGenerator = field(default_factory=lambda: paper_view_generator(3, "none"))
+    max_turns: int = 3
+
+    def __call__(self, image: np.ndarray, seed: int) -> dict[str, torch.Tensor]:
+        clean = self.base(image, seed)["target1"].numpy()
+        x = clean
+        rng = _rng(seed, 3)
+        for _ in range(int(rng.integers(1, self.max_turns + 1))):
+            axis, layer = int(rng.integers(3)), int(rng.integers(2))
+            others = [x.shape[1 + a] for a in range(3) if a != axis]
+            turns = int(rng.integers(1, 4)) if others[0] == others[1] else 2
+            x = rubik_rotate(x, axis, layer, turns)
+        return {
+            "input": torch.from_numpy(np.ascontiguousarray(x)),
+            "target": torch.from_numpy(clean),
+        }
+
+
+def _thumbnail(image: np.ndarray, intensity: Intensity, size: int = 16) -> np.ndarray:
+    t = intensity(torch.as_tensor(image, dtype=torch.float32))[None]
+    mode = "trilinear" if t.dim() == 5 else "bilinear"
+    return (
+        F.interpolate(t, size=(size,) * (t.dim() - 2), mode=mode, align_corners=False)
+        .flatten()
+        .numpy()
+    )
+
+
+def discover_visual_words(
+    images: Sequence[np.ndarray],
+    n_words: int,
+    k_neighbours: int,
+    word_size: Sequence[int],
+    seed: int = 0,
+    embed: Callable[[np.ndarray], np.ndarray] | None = None,
+    intensity: Intensity | None = None,
+    background: float | None = -150.0,
+) -> list[tuple[int, tuple[int, ...], int]]:
+    """TransVW's self-discovery of visual words (Haghighi et al., IEEE TMI 2021; public code:
+    fhaghighi/TransVW): pick a reference patient, find its ``k_neighbours`` most similar
+    patients by an embedding, draw ``n_words`` coordinates in the reference (not background)
+    and take the crop at each coordinate in the reference and in every neighbour: the crops
+    of one coordinate are instances of one visual word (class).
+
+    Args:
+        images: raw images ``(C, *S)`` on one grid (same size: patients roughly aligned).
+        embed: image -> vector; default a 16^D thumbnail of the windowed image (TransVW
+            trains an auto-encoder for this; pass its encoder for the faithful variant).
+
+    Returns:
+        ``(image_index, centre, word)`` triples, ``word`` in ``range(n_words)``.
+    """
+    if len(images) < 2 or k_neighbours < 1:
+        raise ValueError("visual words need at least 2 images and 1 neighbour")
+    intensity = intensity or Intensity()
+    embed = embed or (lambda im: _thumbnail(im, intensity))
+    vectors = np.stack([embed(np.asarray(im)) for im in images])
+    rng = np.random.default_rng(seed)
+    ref = int(rng.integers(len(images)))
+    dist = np.linalg.norm(vectors - vectors[ref], axis=1)
+    group = [int(i) for i in np.argsort(dist)[: k_neighbours + 1]]  # the reference first
+    shape = np.asarray(images[ref].shape[1:])
+    half = np.asarray(word_size) // 2
+    centres: list[tuple[int, ...]] = []
+    for _ in range(100 * n_words):
+        if len(centres) == n_words:
+            break
+        c = tuple(int(rng.integers(h, max(h + 1, n - h))) for h, n in zip(half, shape, strict=True))
+        box = tuple(slice(a - h, a + h) for a, h in zip(c, half, strict=True))
+        if (
+            background is not None
+            and (np.asarray(images[ref])[(0, *box)] < background).mean() > 0.85
+        ):
+            continue
+        centres.append(c)
+    if len(centres) < n_words:
+        raise ValueError(f"found only {len(centres)} non-background word positions of {n_words}")
+    return [(i, c, w) for w, c in enumerate(centres) for i in group]
+
+
+@dataclass(frozen=True)
+class VisualWordInputs:
+    """TransVW samples from ``{"image", "centre", "word"}`` items: ``{"input", "target",
+    "label"}``: the word's crop (resized to ``out_size``, flipped at random) corrupted by
+    exactly one Models Genesis corruption; ``label`` its word index."""
+
+    word_size: tuple[int, ...] = (64, 64, 32)
+    out_size: tuple[int, ...] = (64, 64, 32)
+    intensity: Intensity = field(default_factory=Intensity)
+    shuffle_blocks: int = 10_000
+
+    def __call__(self, item: dict, seed: int) -> dict[str, torch.Tensor]:
+        image, centre = np.asarray(item["image"]), item["centre"]
+        box = tuple(
+            slice(max(c - s // 2, 0), c - s // 2 + s)
+            for c, s in zip(centre, self.word_size, strict=True)
+        )
+        crop = self.intensity(torch.as_tensor(image[(slice(None), *box)], dtype=torch.float32))[
+            None
+        ]
+        mode = "trilinear" if crop.dim() == 5 else "bilinear"
+        clean = F.interpolate(crop, size=self.out_size, mode=mode, align_corners=False)[0].numpy()
+        rng = _rng(seed, 4)
+        for axis in range(1, clean.ndim):
+            if rng.random() < 0.5:
+                clean = np.flip(clean, axis)
+        clean = np.ascontiguousarray(clean)
+        x, _ = one_corruption(clean, rng, self.shuffle_blocks)
+        return {
+            "input": torch.from_numpy(x),
+            "target": torch.from_numpy(clean),
+            "label": torch.tensor(item["word"]),
+        }
