@@ -29,7 +29,7 @@ from pcrl_lib.models.downstream import Classifier, SegmentationUNet
 TASKS = {
     # dataset, its size options, model builder, datasets builder, steps, batch
     "nih": ("synthetic-nih", {"n": 1500, "size": 64}),
-    "candidates": ("synthetic-luna", {"n": 80}),
+    "candidates": ("synthetic-luna", {"n": 120, "crop": 32}),
     "lits": ("synthetic-lits", {"n": 30}),
     "brats": ("synthetic-brats", {"n": 30}),
 }
@@ -55,7 +55,9 @@ def _build(task: str, root: Path):
     return data, train, full, model, "segmentation", 4
 
 
-def run(task: str, out: Path, steps: int, ratios: list[float], seed: int) -> list[dict]:
+def run(
+    task: str, out: Path, steps: int, ratios: list[float], seed: int, args_lr: float | None = None
+) -> list[dict]:
     dataset, options = TASKS[task]
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -81,7 +83,7 @@ def run(task: str, out: Path, steps: int, ratios: list[float], seed: int) -> lis
             task=kind,
             epochs=epochs,
             batch_size=batch,
-            lr=0.05 if kind == "segmentation" else 0.01,
+            lr=args_lr if args_lr else (0.05 if kind == "segmentation" else 0.1),
             dtype="bf16",
             seed=seed,
             eval_every=max(1, epochs // 10),
@@ -113,12 +115,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="optimisation steps per run")
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.1, 1.0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--lr", type=float, default=None, help="default 0.1 (classification), 0.05 (segmentation)"
+    )
     parser.add_argument("--out", default=None, help="work folder (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
         for task in args.tasks:
-            run(task, out, args.steps, args.ratios, args.seed)
+            run(task, out, args.steps, args.ratios, args.seed, args.lr)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def test_ct_liver_labels_and_nodules_inside_lungs():
         assert np.median(case.image[case.liver == 1]) > 20  # liver parenchyma ~60 HU
         for nodule in case.nodules:
             assert case.lungs[nodule.center]
-            assert 3 <= nodule.diameter_mm <= 25
+            assert 4 <= nodule.diameter_mm <= 24
         assert len(case.mimics) >= 3
     assert seen_tumour
 

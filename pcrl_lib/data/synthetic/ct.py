@@ -5,7 +5,8 @@ paper need:
 
 - air, subcutaneous fat and muscle, ribs (periodic in z, following the body wall), the
   spine with discs, an aorta, a heart and two lungs with a vessel tree;
-- lung nodules of varied size (3-25 mm) and density (solid, part-solid, ground glass), the
+- lung nodules of varied size (4-24 mm) and density (solid 60 %, part-solid 25 %, ground
+  glass 15 %), the
   positives of the nodule-candidate task (LUNA16 false-positive reduction);
 - negatives that look like nodules at 48^3: vessel crossings, pleural bumps, parenchyma;
 - a liver under the right diaphragm with 0-3 hypodense lesions, labelled in the LiTS
@@ -167,14 +168,14 @@ def synthetic_chest_ct(
     n_nod = rng.integers(0, max_nodules + 1) if rng.random() < 0.75 else 0
     for _ in range(n_nod if len(lung_vox) else 0):
         c_vox = lung_vox[rng.integers(len(lung_vox))]
-        diam = float(np.exp(rng.uniform(np.log(3), np.log(25))))
-        kind = rng.choice(["solid", "solid", "part-solid", "ground-glass"])
+        diam = float(np.exp(rng.uniform(np.log(4), np.log(24))))
+        kind = str(rng.choice(["solid", "part-solid", "ground-glass"], p=[0.6, 0.25, 0.15]))
         c_mm = c_vox * np.asarray(spacing) - fov / 2 + np.asarray(spacing) / 2
         r = ellipsoid((x, y, z), tuple(c_mm), (diam / 2,) * 3)
         lobul = 0.12 * noise_fine
         body = soft_step(1 - r - lobul, 0.08)
         hu = {"solid": rng.uniform(-50, 80), "part-solid": rng.uniform(-350, -100)}.get(
-            kind, rng.uniform(-650, -450)
+            kind, rng.uniform(-550, -350)
         )
         if kind == "part-solid":
             core = soft_step(0.5 - r, 0.08)
