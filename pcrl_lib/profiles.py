@@ -26,7 +26,7 @@ ROLES = ("luna", "lits", "brats", "nih", "chexpert")
 
 DATA: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
     "smoke": {
-        "luna": ("synthetic-luna", {"n": 6, "shape": (64, 64, 40), "spacing": (1.5, 1.5, 2.0)}),
+        "luna": ("synthetic-luna", {"n": 6, "shape": (64, 64, 40), "spacing": (1.5, 1.5, 2.0), "crop": 32}),
         "lits": (
             "synthetic-lits",
             {"n": 5, "shape": (64, 64, 40), "spacing": (2.0, 2.0, 2.5), "margin": 4},
@@ -36,7 +36,7 @@ DATA: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         "chexpert": ("synthetic-chexpert", {"n": 40, "size": 32}),
     },
     "demo": {
-        "luna": ("synthetic-luna", {"n": 60, "shape": (96, 96, 64), "spacing": (1.5, 1.5, 2.0)}),
+        "luna": ("synthetic-luna", {"n": 100, "shape": (96, 96, 64), "spacing": (1.5, 1.5, 2.0), "crop": 32}),
         "lits": (
             "synthetic-lits",
             {"n": 30, "shape": (96, 96, 64), "spacing": (2.0, 2.0, 2.5), "margin": 8},
@@ -120,6 +120,7 @@ class FinetuneSettings:
     depth: int = 5
     width: float = 1.0
     dtype: str = "fp32"
+    eval_every: int = 1
 
 
 FINETUNE: dict[str, dict[str, FinetuneSettings]] = {
@@ -133,7 +134,8 @@ FINETUNE: dict[str, dict[str, FinetuneSettings]] = {
     },
     # CPU scale: a quarter-width 4-level encoder, 48x48x32 patches, a few epochs, bf16
     "demo": {
-        "luna": FinetuneSettings(30, 16, depth=5, width=0.25, dtype="bf16"),
+        # candidates cut at 32^3 (the paper: 48^3); lr 0.1 trains the small model from scratch
+        "luna": FinetuneSettings(100, 16, 0.1, depth=5, width=0.25, dtype="bf16", eval_every=10),
         "nih": FinetuneSettings(30, 32, dtype="bf16"),
         "brats": FinetuneSettings(
             20, 4, 0.05, (48, 48, 32), 4, 8, depth=5, width=0.25, dtype="bf16"

@@ -101,6 +101,7 @@ def run_finetune(
         seed=seed,
         patch_size=settings.patch_size,
         overlap=settings.overlap,
+        eval_every=settings.eval_every,
     )
     names = spec.class_names(data)
     train = spec.dataset(data, ids, settings.patch_size, settings.samples_per_case)
