@@ -105,7 +105,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     import torch
 
-    from pcrl_lib.engine.finetune import FinetuneConfig, evaluate, with_intervals
+    from pcrl_lib.engine.experiment import finetune_config
+    from pcrl_lib.engine.finetune import evaluate, with_intervals
     from pcrl_lib.profiles import finetune_settings
     from pcrl_lib.tasks import get_task
 
@@ -118,13 +119,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{args.weights}: not weights of the {args.task} model at profile {args.profile} ({err})"
         ) from err
-    cfg = FinetuneConfig(
-        task=spec.kind,
-        batch_size=settings.batch_size,
-        dtype=settings.dtype,
-        patch_size=settings.patch_size,
-        overlap=settings.overlap,
-    )
+    cfg = finetune_config(spec.kind, settings)
     result = evaluate(
         model, spec.dataset(data, data.splits()[args.split]), cfg, spec.class_names(data)
     )
@@ -207,9 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pre = sub.add_parser(
         "pretrain",
-        help="pre-train PCRLv2 on a prepared image dataset (CT volumes or X-rays)",
+        help="pre-train PCRLv2 or a baseline on a prepared image dataset (CT volumes or X-rays)",
         description=(
-            "Pre-train PCRLv2 (one loop: SGD, cosine decay, checkpoints every epoch). Start it "
+            "Pre-train PCRLv2 or a baseline (--method; one loop: SGD, cosine decay, checkpoints "
+            "every epoch). Start it "
             "again on the same --out to resume from last.pt. For several GPUs launch it with "
             "`torchrun --nproc_per_node N -m pcrl_lib pretrain ...`."
         ),

@@ -26,7 +26,10 @@ ROLES = ("luna", "lits", "brats", "nih", "chexpert")
 
 DATA: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
     "smoke": {
-        "luna": ("synthetic-luna", {"n": 6, "shape": (64, 64, 40), "spacing": (1.5, 1.5, 2.0), "crop": 32}),
+        "luna": (
+            "synthetic-luna",
+            {"n": 6, "shape": (64, 64, 40), "spacing": (1.5, 1.5, 2.0), "crop": 32},
+        ),
         "lits": (
             "synthetic-lits",
             {"n": 5, "shape": (64, 64, 40), "spacing": (2.0, 2.0, 2.5), "margin": 4},
@@ -36,7 +39,10 @@ DATA: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
         "chexpert": ("synthetic-chexpert", {"n": 40, "size": 32}),
     },
     "demo": {
-        "luna": ("synthetic-luna", {"n": 100, "shape": (96, 96, 64), "spacing": (1.5, 1.5, 2.0), "crop": 32}),
+        "luna": (
+            "synthetic-luna",
+            {"n": 100, "shape": (96, 96, 64), "spacing": (1.5, 1.5, 2.0), "crop": 32},
+        ),
         "lits": (
             "synthetic-lits",
             {"n": 30, "shape": (96, 96, 64), "spacing": (2.0, 2.0, 2.5), "margin": 8},

@@ -51,6 +51,21 @@ def record_path(
     return results_root() / profile / "runs" / (f"{table}_{name}" if table else name)
 
 
+def finetune_config(kind: str, settings: FinetuneSettings, seed: int = 0) -> FinetuneConfig:
+    """The engine's :class:`FinetuneConfig` for a task kind at a profile's settings."""
+    return FinetuneConfig(
+        task=kind,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        dtype=settings.dtype,
+        seed=seed,
+        patch_size=settings.patch_size,
+        overlap=settings.overlap,
+        eval_every=settings.eval_every,
+    )
+
+
 def labelled_ids(train: list[str], protocol: str, label_ratio: float) -> list[str]:
     """The labelled training cases of a protocol (see :mod:`pcrl_lib.data.splits`)."""
     if protocol == "semi":
@@ -92,17 +107,7 @@ def run_finetune(
     model = spec.model(data, settings.depth, settings.width)
     if checkpoint is not None:
         load_pretrained_encoder(model, checkpoint)
-    cfg = FinetuneConfig(
-        task=spec.kind,
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        dtype=settings.dtype,
-        seed=seed,
-        patch_size=settings.patch_size,
-        overlap=settings.overlap,
-        eval_every=settings.eval_every,
-    )
+    cfg = finetune_config(spec.kind, settings, seed)
     names = spec.class_names(data)
     train = spec.dataset(data, ids, settings.patch_size, settings.samples_per_case)
     started = time.perf_counter()
