@@ -87,6 +87,8 @@ def run(
             dtype="bf16",
             seed=seed,
             eval_every=max(1, epochs // 10),
+            patch_size=(48, 48, 32) if kind == "segmentation" else None,
+            overlap=8,
         )
         torch.manual_seed(seed)
         model = make_model()

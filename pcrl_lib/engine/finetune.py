@@ -82,7 +82,7 @@ def evaluate(
         return out
     per_case = []
     whole = DataLoader(dataset, batch_size=1, num_workers=cfg.num_workers)
-    for batch in whole if cfg.patch_size else loader:
+    for batch in whole:  # one case at a time: volumes differ in size
         if cfg.patch_size:  # whole volume, patch by patch (torchio grid sampler / aggregator)
             probs = predict_volume(
                 model,
