@@ -50,3 +50,33 @@ def test_views_throughput_prints_samples_per_second():
     rec = _run("views_throughput.py", "--samples", "2", "--shape", "160", "160", "120")
     assert rec["samples_per_s"] > 0
     assert rec["sample"]["locals"] == [6, 1, 16, 16, 16]
+
+
+def test_method_steps_prints_every_3d_method():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "method_steps.py"),
+            "--profile",
+            "smoke",
+            "--dim",
+            "3",
+            "--steps",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    assert [r["method"] for r in rows] == [
+        "PCRLv2",
+        "SimSiam",
+        "C2L",
+        "PCRLv1",
+        "MG",
+        "TransVW",
+        "Cube++",
+        "3D-CPC",
+    ]
+    assert all(r["median_s"] > 0 and r["dim"] == 3 for r in rows)
