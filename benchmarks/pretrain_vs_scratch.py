@@ -13,6 +13,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,24 +32,26 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data-root", default=None, help="default: $PCRL_DATA_ROOT")
     parser.add_argument("--out", default=None, help="work folder (default: temporary)")
+    parser.add_argument("--pretrain-epochs", type=int, default=None, help="override the profile's")
+    parser.add_argument("--finetune-epochs", type=int, default=None, help="override the profile's")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
         folders = ensure_data(args.profile, args.data_root, roles=("luna", args.task))
         t = time.perf_counter()
         ckpt = out / "pretrain" / "last.pt"
-        run_pretrain(
-            folders["luna"] / "volumes",
-            pretrain_settings(args.profile, 3),
-            ckpt.parent,
-            progress_bar=False,
-        )
+        pre = pretrain_settings(args.profile, 3)
+        pre = replace(pre, epochs=args.pretrain_epochs or pre.epochs)
+        fine = finetune_settings(args.profile, args.task)
+        epochs = args.finetune_epochs or fine.epochs
+        fine = replace(fine, epochs=epochs, eval_every=max(1, epochs // 10))
+        run_pretrain(folders["luna"] / "volumes", pre, ckpt.parent, progress_bar=False)
         print(json.dumps({"pretrain_s": round(time.perf_counter() - t, 1)}), flush=True)
         scores: dict[str, list[float]] = {"PCRLv2": [], "TS": []}
         for seed in args.seeds:
             for method, weights in (("PCRLv2", ckpt), ("TS", None)):
                 rec = run_finetune(
-                    args.task, folders[args.task], finetune_settings(args.profile, args.task),
+                    args.task, folders[args.task], fine,
                     out / f"{method}_{seed}", checkpoint=weights, protocol=PROTOCOL[args.task],
                     label_ratio=args.ratio, seed=seed,
                 )  # fmt: skip
