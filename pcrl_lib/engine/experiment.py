@@ -161,15 +161,16 @@ def run_pretrain(
     channels = 3 if dims == 2 else 1  # X-rays go through the ResNet-18 stem as RGB
     if method == "PCRLv2":
         method_overrides = {"preset": preset, **method_overrides}
-    words = method_overrides.pop("n_words", 50), method_overrides.pop("k_neighbours", 200)
-    if method == "TransVW":
-        method_overrides["n_words"] = words[0]
+    if method == "TransVW":  # the word search's size goes to the inputs, not the model
+        k_neighbours = method_overrides.pop("k_neighbours", 200)
+        method_overrides.setdefault("n_words", 50)
     model = spec.build(dims, channels, settings.depth, settings.width, **method_overrides)
     crops = model.config.crops if method == "PCRLv2" else "none"
     base = paper_view_generator(dims, crops, **(settings.views or {}))
     images = pretraining_images(data, ids, channels)
     if method == "TransVW":
-        images, generator = _visual_words(images, base, words[0], words[1], seed)
+        n_words = method_overrides["n_words"]
+        images, generator = _visual_words(images, base, n_words, k_neighbours, seed)
     else:
         generator = spec.inputs(base)
     dataset = ViewDataset(images, generator, seed=seed)
@@ -191,14 +192,15 @@ def _word_item(load, centre, word) -> dict:
 
 def _visual_words(images, base, n_words: int, k_neighbours: int, seed: int):
     """TransVW's items (one per word instance) and their input generator."""
-    shape = images[0]().shape[1:]
+    loaded = [load() for load in images]  # the neighbour search needs them all at once
+    shape = loaded[0].shape[1:]
     size = tuple(
         min(g, n // 2) if len(shape) == 2 else min(g, n)
         for g, n in zip(base.views.global_out, shape, strict=True)
     )
     background = base.views.background_value
     triples = discover_visual_words(
-        [load() for load in images],
+        loaded,
         n_words,
         min(k_neighbours, len(images) - 1),
         size,

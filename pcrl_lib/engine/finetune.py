@@ -68,8 +68,8 @@ def evaluate(
     ``"per_case"`` for bootstrap intervals)."""
     model.eval()
     device = torch.device(cfg.device)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     if cfg.task == "classification":
+        loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
         scores, labels = [], []
         for batch in loader:
             with autocast_context(cfg.dtype, device.type):
