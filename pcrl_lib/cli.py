@@ -81,12 +81,15 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 def _finetune(args: argparse.Namespace) -> int:
     import json
+    from dataclasses import replace
 
     from pcrl_lib.engine.experiment import record_path, run_finetune
     from pcrl_lib.profiles import finetune_settings
 
     names = ("epochs", "batch_size", "lr", "dtype")
     settings = _settings_with(finetune_settings(args.profile, args.task), args, names)
+    if args.epochs is not None:  # an explicit epoch count replaces a step budget
+        settings = replace(settings, steps=None)
     method = args.method or ("PCRLv2" if args.checkpoint else "TS")
     record_file = args.record or record_path(
         args.profile, args.task, args.protocol, args.label_ratio, method, args.seed

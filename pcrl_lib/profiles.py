@@ -13,6 +13,7 @@ real data.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +116,10 @@ class FinetuneSettings:
 
     ``patch_size``: training patch (segmentation); evaluation runs over whole volumes
     patch by patch with ``overlap``. ``depth`` / ``width``: the 3D encoder's size (must
-    match the pre-trained one)."""
+    match the pre-trained one). ``steps``: when set, ``epochs`` is ignored and every label
+    ratio trains for about this many SGD steps, validating ``evals`` times (small profiles:
+    the time of a run does not grow with the ratio; more labels give more distinct samples,
+    not more steps)."""
 
     epochs: int
     batch_size: int
@@ -127,6 +131,16 @@ class FinetuneSettings:
     width: float = 1.0
     dtype: str = "fp32"
     eval_every: int = 1
+    steps: int | None = None
+    evals: int = 5
+
+    def schedule(self, n_samples: int) -> tuple[int, int]:
+        """``(epochs, eval_every)`` for a training set of ``n_samples`` samples."""
+        if self.steps is None:
+            return self.epochs, self.eval_every
+        per_epoch = max(1, n_samples // self.batch_size)
+        epochs = max(1, math.ceil(self.steps / per_epoch))
+        return epochs, max(1, epochs // self.evals)
 
 
 FINETUNE: dict[str, dict[str, FinetuneSettings]] = {

@@ -182,12 +182,17 @@ def write_tables(
     runs_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     published_dir: str | os.PathLike = PUBLISHED_DIR,
+    only: Iterable[str] | None = None,
 ) -> list[Path]:
-    """Regenerate every published table from the records under ``runs_dir`` into
+    """Regenerate the published tables (``only``: those whose names start with one of these,
+    e.g. ``("table4", "table6")``; default all) from the records under ``runs_dir`` into
     ``out_dir``: ``<name>.csv`` and ``<name>.md`` each, written atomically."""
     records = load_records(runs_dir)
     written = []
+    prefixes = tuple(f"{p}_" for p in only) if only is not None else ("table",)
     for csv in sorted(Path(published_dir).glob("table*.csv")):
+        if not csv.stem.startswith(prefixes):
+            continue
         values, spread = regenerate(csv.stem, records, published_dir)
         written.append(write_text_atomic(Path(out_dir) / csv.name, values.to_csv(index=False)))
         write_text_atomic(Path(out_dir) / f"{csv.stem}.md", to_markdown(values, spread))

@@ -7,6 +7,7 @@ split; evaluate on the test split with bootstrap intervals; write the run record
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import asdict
@@ -51,18 +52,22 @@ def record_path(
     return results_root() / profile / "runs" / (f"{table}_{name}" if table else name)
 
 
-def finetune_config(kind: str, settings: FinetuneSettings, seed: int = 0) -> FinetuneConfig:
-    """The engine's :class:`FinetuneConfig` for a task kind at a profile's settings."""
+def finetune_config(
+    kind: str, settings: FinetuneSettings, seed: int = 0, n_samples: int | None = None
+) -> FinetuneConfig:
+    """The engine's :class:`FinetuneConfig` for a task kind at a profile's settings;
+    ``n_samples`` (the training set's size) resolves a step budget (``settings.steps``)."""
+    epochs, eval_every = settings.schedule(n_samples or settings.batch_size)
     return FinetuneConfig(
         task=kind,
-        epochs=settings.epochs,
+        epochs=epochs,
         batch_size=settings.batch_size,
         lr=settings.lr,
         dtype=settings.dtype,
         seed=seed,
         patch_size=settings.patch_size,
         overlap=settings.overlap,
-        eval_every=settings.eval_every,
+        eval_every=eval_every,
     )
 
 
@@ -107,9 +112,11 @@ def run_finetune(
     model = spec.model(data, settings.depth, settings.width)
     if checkpoint is not None:
         load_pretrained_encoder(model, checkpoint)
-    cfg = finetune_config(spec.kind, settings, seed)
     names = spec.class_names(data)
-    train = spec.dataset(data, ids, settings.patch_size, settings.samples_per_case)
+    # patches per case: at least enough for one full batch (BN needs more than one sample)
+    per_case = max(settings.samples_per_case, math.ceil(settings.batch_size / len(ids)))
+    train = spec.dataset(data, ids, settings.patch_size, per_case)
+    cfg = finetune_config(spec.kind, settings, seed, len(train))
     started = time.perf_counter()
     fit = finetune(model, train, spec.dataset(data, splits["val"]), cfg, out_dir, names)
     test = evaluate(model, spec.dataset(data, splits["test"]), cfg, names)
@@ -162,14 +169,15 @@ def run_pretrain(
     if method == "PCRLv2":
         method_overrides = {"preset": preset, **method_overrides}
     if method == "TransVW":  # the word search's size goes to the inputs, not the model
-        k_neighbours = method_overrides.pop("k_neighbours", 200)
-        method_overrides.setdefault("n_words", 50)
+        n_words, k_neighbours = transvw_word_counts(
+            len(ids), method_overrides.pop("n_words", 50), method_overrides.pop("k_neighbours", 200)
+        )
+        method_overrides["n_words"] = n_words
     model = spec.build(dims, channels, settings.depth, settings.width, **method_overrides)
     crops = model.config.crops if method == "PCRLv2" else "none"
     base = paper_view_generator(dims, crops, **(settings.views or {}))
     images = pretraining_images(data, ids, channels)
     if method == "TransVW":
-        n_words = method_overrides["n_words"]
         images, generator = _visual_words(images, base, n_words, k_neighbours, seed)
     else:
         generator = spec.inputs(base)
@@ -184,6 +192,16 @@ def run_pretrain(
         progress_bar=progress_bar,
     )
     return pretrain(model, dataset, cfg, out_dir)
+
+
+def transvw_word_counts(n_images: int, n_words: int, k_neighbours: int) -> tuple[int, int]:
+    """TransVW's number of visual words and of neighbours per word, capped so that an epoch
+    (one sample per word instance: ``n_words * (k_neighbours + 1)``) is no longer than one
+    pass over the ``n_images`` images - every method then sees as many samples per epoch.
+    The official defaults (50 words, 200 neighbours) stay as they are on large datasets."""
+    n_words = max(2, min(n_words, n_images // 2))
+    k = max(1, min(k_neighbours, n_images // n_words - 1, n_images - 1))
+    return n_words, k
 
 
 def _word_item(load, centre, word) -> dict:
@@ -202,7 +220,7 @@ def _visual_words(images, base, n_words: int, k_neighbours: int, seed: int):
     triples = discover_visual_words(
         loaded,
         n_words,
-        min(k_neighbours, len(images) - 1),
+        k_neighbours,
         size,
         seed,
         intensity=base.intensity,

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -30,7 +29,7 @@ from pcrl_lib.engine.common import TrainConfig, cosine_lr, set_lr
 from pcrl_lib.engine.inference import predict_volume
 from pcrl_lib.io import atomic_path, code_version, write_json_atomic
 from pcrl_lib.losses import dice_loss
-from pcrl_lib.metrics import auroc_per_class, bootstrap_ci, dice
+from pcrl_lib.metrics import auroc, auroc_per_class, bootstrap_ci, dice
 from pcrl_lib.perf import autocast_context
 
 TASKS = ("classification", "segmentation")
@@ -188,9 +187,7 @@ def with_intervals(evaluation: dict, task: str, n_boot: int = 1000, seed: int = 
         for k, name in enumerate(names):
             out[name] = evaluation[name]
             out[f"{name}_ci"] = list(
-                bootstrap_ci(
-                    lambda t, p: _auc(t, p), y_true[:, k], y_score[:, k], n_boot=n_boot, seed=seed
-                )
+                bootstrap_ci(auroc, y_true[:, k], y_score[:, k], n_boot=n_boot, seed=seed)
             )
         out["mean"] = evaluation["mean"]
         out["mean_ci"] = list(bootstrap_ci(_mean_auc, y_true, y_score, n_boot=n_boot, seed=seed))
@@ -209,16 +206,9 @@ def with_intervals(evaluation: dict, task: str, n_boot: int = 1000, seed: int = 
 
 def _mean_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
     """Mean AUROC over the classes defined in a resample (NaN when none is)."""
-    values = [_auc(y_true[:, k], y_score[:, k]) for k in range(y_true.shape[1])]
+    values = [auroc(y_true[:, k], y_score[:, k]) for k in range(y_true.shape[1])]
     defined = [v for v in values if np.isfinite(v)]
     return float(np.mean(defined)) if defined else float("nan")
-
-
-def _auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
-    """AUROC of one class, NaN when the resample holds one class only."""
-    if y_true.min() == y_true.max():
-        return float("nan")
-    return float(roc_auc_score(y_true, y_score))
 
 
 def write_run_record(path: str | os.PathLike, **fields) -> Path:

@@ -54,3 +54,14 @@ def test_method_pretrains_through_the_engine(prepared, tmp_path, dims, key):
     model = Classifier(dims, 3 if dims == 2 else 1, 2, depth=5, width=width)
     report = load_pretrained_encoder(model, tmp_path / "last.pt")
     assert report.loaded
+
+
+def test_transvw_epoch_is_capped_at_one_pass_over_the_images():
+    from pcrl_lib.engine.experiment import transvw_word_counts
+
+    assert transvw_word_counts(75_000, 50, 200) == (50, 200)  # the official setting, large data
+    for n in (4, 28, 100, 1400):
+        words, k = transvw_word_counts(n, 50, 200)
+        assert words >= 2 and k >= 1
+        assert words * (k + 1) <= max(n, 4)
+    assert transvw_word_counts(1400, 50, 200) == (50, 27)

@@ -1,0 +1,393 @@
+"""The reproduction's grid: every pre-training run and every fine-tuning run behind the cells
+of Tables I-VIII, and running them so that a run whose result exists is never redone.
+
+A **pre-training run** is (source dataset, method, variant): the LUNA CT volumes (3D), the
+NIH X-rays (2D, for the semi-supervised Tables II and IV) or CheXpert (2D, for the transfer
+Table VI and Table III's NIH column). A **fine-tuning run** is (task, protocol, label ratio,
+method, variant, seed) and may fill cells of several tables - the PCRLv2 run of LUNA->BraTS
+at 10 % is Table VII's, Table I's "without skip" and Table III's row 6 at once.
+
+Variants of PCRLv2 (the ``variant`` field of records, see :mod:`pcrl_lib.tables`):
+``skip`` (Table I), ``crossed`` (Table II), ``row0`` ... ``row5`` (Table III; row 6 is the
+full method). Their switches are :data:`VARIANTS`.
+
+Seeds: every cell runs ``seeds_all`` seeds; PCRLv2 and TS at the lowest label ratio of Tables
+IV-VIII run ``seeds_spread`` seeds, so the 07 report can compare their gap with the spread.
+
+Where things go (under ``results/<profile>/``): ``pretrain/<source>_<method>[-<variant>]/``
+(``last.pt``, ``log.jsonl``, ``summary.json`` when finished, ``failed.json`` when it diverged),
+``finetune/<record stem>/`` (``best.pt`` only for the runs the figures need) and
+``runs/<task>_<protocol>_r<ratio>_<method>[-<variant>]_s<seed>.json`` (the records tables
+are built from).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pcrl_lib.io import write_json_atomic
+from pcrl_lib.paths import results_root
+
+log = logging.getLogger(__name__)
+
+VARIANTS: dict[str, dict] = {
+    "": {},
+    "skip": {"skip": True},
+    "crossed": {"comparison_mode": "crossed"},
+    "row0": {"comparison": False, "scales": 1, "crops": "none"},
+    "row1": {"restoration": False, "scales": 1, "crops": "none"},
+    "row2": {"scales": 1, "crops": "none"},
+    "row3": {"scales": 3, "crops": "none"},
+    "row4": {"scales": 5, "crops": "none"},
+    "row5": {"scales": 5, "crops": "multi"},
+}
+
+# Each table: task, protocol, label ratios, pre-training source, methods (rows).
+_CT3D = ("TS", "MG", "TransVW", "Cube++", "3D-CPC", "PCRLv1", "PCRLv2")
+_XRAY = ("TS", "MG", "TransVW", "C2L", "SimSiam", "PCRLv1", "PCRLv2")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """The fine-tuning grid of one of Tables IV-VIII (the main tables)."""
+
+    name: str
+    task: str
+    protocol: str
+    ratios: tuple[float, ...]
+    source: str
+    methods: tuple[str, ...]
+
+
+MAIN_TABLES: dict[str, TableSpec] = {
+    "table4": TableSpec("table4", "nih", "semi", (0.05, 0.1, 0.2, 0.3, 0.4), "nih", _XRAY),
+    "table5": TableSpec("table5", "luna", "semi", (0.1, 0.2, 0.3, 0.4), "luna", _CT3D),
+    "table6": TableSpec(
+        "table6",
+        "nih",
+        "transfer",
+        (0.1, 0.2, 0.3, 0.4, 0.5, 1.0),
+        "chexpert",
+        ("TS", "IN", *_XRAY[1:]),
+    ),
+    "table7": TableSpec("table7", "brats", "transfer", (0.1, 0.2, 0.3, 0.4, 1.0), "luna", _CT3D),
+    "table8": TableSpec("table8", "lits", "transfer", (0.1, 0.2, 0.3, 0.4, 1.0), "luna", _CT3D),
+}
+
+# The ablations: (table, task, protocol, ratio, source, variants), PCRLv2 only.
+ABLATIONS: tuple[tuple[str, str, str, float, str, tuple[str, ...]], ...] = (
+    ("table1", "nih", "semi", 0.05, "nih", ("", "skip")),
+    ("table1", "brats", "transfer", 0.1, "luna", ("", "skip")),
+    ("table1", "lits", "transfer", 0.1, "luna", ("", "skip")),
+    ("table2", "nih", "semi", 0.05, "nih", ("", "crossed")),
+    ("table3", "brats", "transfer", 0.1, "luna", ("row0", "row1", "row2", "row3", "row4", "row5", "")),
+    ("table3", "nih", "transfer", 0.5, "chexpert", ("row0", "row1", "row2", "row3", "row4", "row5", "")),
+)  # fmt: skip
+
+TABLES = ("table1", "table2", "table3", *MAIN_TABLES)
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    """How many seeds each cell runs (see the module docstring)."""
+
+    seeds_all: int
+    seeds_spread: int
+
+
+SEEDS = {"smoke": SeedPlan(1, 2), "demo": SeedPlan(1, 3), "paper": SeedPlan(3, 3)}
+# smoke runs each main table at its lowest ratio only (the other cells read "not run")
+LOWEST_ONLY = {"smoke": True, "demo": False, "paper": False}
+
+
+@dataclass(frozen=True)
+class PretrainRun:
+    """One pre-training run: ``method`` on ``source`` (``luna`` | ``nih`` | ``chexpert``)."""
+
+    source: str
+    method: str
+    variant: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}_{self.method}" + (f"-{self.variant}" if self.variant else "")
+
+    @property
+    def spatial_dims(self) -> int:
+        return 3 if self.source == "luna" else 2
+
+    def overrides(self) -> dict:
+        """The method's constructor overrides (PCRLv2's ablation switches)."""
+        return dict(VARIANTS[self.variant])
+
+
+@dataclass(frozen=True)
+class FinetuneRun:
+    """One fine-tuning run; ``pretrain`` is ``None`` for TS and IN."""
+
+    task: str
+    protocol: str
+    label_ratio: float
+    method: str
+    variant: str = ""
+    seed: int = 0
+    pretrain: PretrainRun | None = None
+    tables: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def name(self) -> str:
+        tag = self.method + (f"-{self.variant}" if self.variant else "")
+        return f"{self.task}_{self.protocol}_r{self.label_ratio:g}_{tag}_s{self.seed}"
+
+
+def _pretrain_for(method: str, source: str, variant: str = "") -> PretrainRun | None:
+    return None if method in ("TS", "IN") else PretrainRun(source, method, variant)
+
+
+def finetune_runs(profile: str, tables: tuple[str, ...] = TABLES) -> list[FinetuneRun]:
+    """Every fine-tuning run of ``tables`` at ``profile``, each once (runs shared by several
+    tables carry all their table names), in a stable order: table by table, ratio by ratio."""
+    plan = SEEDS[profile]
+    runs: dict[FinetuneRun, set[str]] = {}
+
+    def add(table, task, protocol, ratio, method, variant, source, seeds):
+        for seed in range(seeds):
+            run = FinetuneRun(
+                task, protocol, ratio, method, variant, seed, _pretrain_for(method, source, variant)
+            )
+            runs.setdefault(run, set()).add(table)
+
+    for table, task, protocol, ratio, source, variants in ABLATIONS:
+        if table in tables:
+            for v in variants:
+                add(table, task, protocol, ratio, "PCRLv2", v, source, plan.seeds_all)
+    for spec in MAIN_TABLES.values():
+        if spec.name not in tables:
+            continue
+        ratios = spec.ratios[:1] if LOWEST_ONLY[profile] else spec.ratios
+        for ratio in ratios:
+            for method in spec.methods:
+                spread = ratio == spec.ratios[0] and method in ("TS", "PCRLv2")
+                seeds = plan.seeds_spread if spread else plan.seeds_all
+                add(spec.name, spec.task, spec.protocol, ratio, method, "", spec.source, seeds)
+    return [replace(r, tables=tuple(sorted(t))) for r, t in runs.items()]
+
+
+def pretrain_runs(profile: str, tables: tuple[str, ...] = TABLES) -> list[PretrainRun]:
+    """The pre-training runs the fine-tuning runs of ``tables`` need, each once, 3D first."""
+    needed = {r.pretrain for r in finetune_runs(profile, tables) if r.pretrain is not None}
+    return sorted(needed, key=lambda p: (p.spatial_dims == 2, p.source, p.method, p.variant))
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def output_dir(profile: str, results: str | os.PathLike | None = None) -> Path:
+    """``results/<profile>``."""
+    return results_root(results) / profile
+
+
+def pretrain_dir(profile: str, run: PretrainRun, results=None) -> Path:
+    return output_dir(profile, results) / "pretrain" / run.name
+
+
+def record_file(profile: str, run: FinetuneRun, results=None) -> Path:
+    return output_dir(profile, results) / "runs" / f"{run.name}.json"
+
+
+def _source_folder(folders: dict[str, Path], source: str) -> Path:
+    return folders[source] / "volumes" if source == "luna" else folders[source]
+
+
+def run_pretraining(
+    profile: str,
+    runs: list[PretrainRun],
+    folders: dict[str, Path],
+    results: str | os.PathLike | None = None,
+) -> list[dict]:
+    """Run every pre-training run that has not finished (no ``summary.json``); an interrupted
+    one resumes from its last epoch. A run that diverges writes ``failed.json`` with the error
+    and the grid goes on (its cells read ``fail``). Returns one status row per run."""
+    from pcrl_lib.engine.experiment import run_pretrain
+    from pcrl_lib.profiles import pretrain_settings
+
+    rows = []
+    for run in runs:
+        out = pretrain_dir(profile, run, results)
+        done, failed = out / "summary.json", out / "failed.json"
+        if done.is_file() or failed.is_file():
+            rows.append({"run": run.name, "status": "done before", "seconds": 0.0})
+            continue
+        settings = pretrain_settings(profile, run.spatial_dims)
+        start = time.perf_counter()
+        try:
+            summary = run_pretrain(
+                _source_folder(folders, run.source),
+                settings,
+                out,
+                method=run.method,
+                progress_bar=False,
+                **run.overrides(),
+            )
+            status = "ran"
+            write_json_atomic(done, {**summary, "run": run.name, "wall_s": _since(start)})
+        except FloatingPointError as err:  # a diverged loss (the engine's NaN / Inf check)
+            status = "failed"
+            write_json_atomic(failed, {"run": run.name, "error": str(err)})
+        rows.append({"run": run.name, "status": status, "seconds": _since(start)})
+        log.info("pre-training %s: %s in %.0f s", run.name, status, rows[-1]["seconds"])
+    return rows
+
+
+def pretrain_checkpoint(profile: str, run: FinetuneRun, results=None) -> Path | None:
+    """The encoder weights ``run`` starts from: ``None`` for TS, the ImageNet file for IN
+    (:func:`pcrl_lib.methods.imagenet.imagenet_resnet18`, which says how to get it when
+    absent), else the pre-training run's ``last.pt``."""
+    if run.method == "TS":
+        return None
+    if run.method == "IN":
+        from pcrl_lib.methods.imagenet import imagenet_resnet18
+
+        return imagenet_resnet18()
+    return pretrain_dir(profile, run.pretrain, results) / "last.pt"
+
+
+def run_finetuning(
+    profile: str,
+    runs: list[FinetuneRun],
+    folders: dict[str, Path],
+    results: str | os.PathLike | None = None,
+    keep_weights: tuple[FinetuneRun, ...] = (),
+    n_boot: int = 1000,
+) -> list[dict]:
+    """Run every fine-tuning run without a record. A run whose pre-training diverged gets a
+    record with a NaN metric (its cell reads ``fail``); IN without ImageNet weights on this
+    machine is left out with the reason (its cells read ``not run``). Fine-tuned weights are
+    kept only for ``keep_weights`` (the figures' runs; such a run is redone when its record
+    exists but its weights do not - runs are deterministic per seed). Returns one status row
+    per run."""
+    from pcrl_lib.engine.experiment import run_finetune
+    from pcrl_lib.engine.finetune import write_run_record
+    from pcrl_lib.profiles import finetune_settings
+
+    rows = []
+    for run in runs:
+        record = record_file(profile, run, results)
+        wanted = run in keep_weights and not weights_file(profile, run, results).is_file()
+        if record.is_file() and not wanted:
+            rows.append({"run": run.name, "status": "done before", "seconds": 0.0})
+            continue
+        fields = {
+            "method": run.method,
+            "variant": run.variant,
+            "table": ",".join(run.tables),
+            "pretrain": run.pretrain.name if run.pretrain else None,
+        }
+        start = time.perf_counter()
+        try:
+            checkpoint = pretrain_checkpoint(profile, run, results)
+        except FileNotFoundError as err:  # IN without its weights
+            rows.append({"run": run.name, "status": f"not run: {err}", "seconds": 0.0})
+            continue
+        if (
+            run.pretrain
+            and (pretrain_dir(profile, run.pretrain, results) / "failed.json").is_file()
+        ):
+            write_run_record(
+                record,
+                **fields,
+                task=run.task,
+                protocol=run.protocol,
+                label_ratio=run.label_ratio,
+                seed=run.seed,
+                metrics={"mean": math.nan},
+                config=None,
+                error=f"pre-training {run.pretrain.name} diverged",
+            )
+            rows.append({"run": run.name, "status": "fail (pre-training diverged)", "seconds": 0.0})
+            continue
+        work = output_dir(profile, results) / "finetune" / run.name
+        run_finetune(
+            run.task,
+            folders[run.task],
+            finetune_settings(profile, run.task),
+            work,
+            checkpoint=checkpoint,
+            protocol=run.protocol,
+            label_ratio=run.label_ratio,
+            seed=run.seed,
+            record=record,
+            record_fields=fields,
+            n_boot=n_boot,
+        )
+        if run not in keep_weights:
+            shutil.rmtree(work, ignore_errors=True)
+        rows.append({"run": run.name, "status": "ran", "seconds": _since(start)})
+        log.info("fine-tuning %s: %.0f s", run.name, rows[-1]["seconds"])
+    return rows
+
+
+def _since(start: float) -> float:
+    return round(time.perf_counter() - start, 1)
+
+
+def read_pretrain_log(profile: str, run: PretrainRun, results=None) -> list[dict]:
+    """The per-epoch lines of a pre-training run's ``log.jsonl`` (empty if it has none)."""
+    path = pretrain_dir(profile, run, results) / "log.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def figure_runs(profile: str) -> dict[str, list[FinetuneRun]]:
+    """The fine-tuning runs whose weights the figures need (seed 0): Fig. 8a / 9 - CheXpert->NIH
+    at 10 % with TransVW, PCRLv1 and PCRLv2; Fig. 8b - LUNA->BraTS at 10 % and 20 %; Fig. 8c -
+    LUNA->LiTS at 10 %, 20 % and 30 % (PCRLv2 beside TS). Ratios the profile does not run
+    are left out."""
+    by_key = {r: r for r in finetune_runs(profile, MAIN_TABLES)}
+
+    def pick(task, protocol, ratios, methods, source):
+        out = []
+        for ratio in ratios:
+            for m in methods:
+                key = FinetuneRun(task, protocol, ratio, m, "", 0, _pretrain_for(m, source))
+                if key in by_key:
+                    out.append(by_key[key])
+        return out
+
+    return {
+        "fig8a": pick("nih", "transfer", (0.1,), ("TransVW", "PCRLv1", "PCRLv2"), "chexpert"),
+        "fig8b": pick("brats", "transfer", (0.1, 0.2), ("TS", "PCRLv2"), "luna"),
+        "fig8c": pick("lits", "transfer", (0.1, 0.2, 0.3), ("TS", "PCRLv2"), "luna"),
+    }
+
+
+def weights_file(profile: str, run: FinetuneRun, results=None) -> Path:
+    """The fine-tuned weights of a run kept for the figures."""
+    return output_dir(profile, results) / "finetune" / run.name / "best.pt"
+
+
+def load_finetuned(profile: str, run: FinetuneRun, folder: str | os.PathLike, results=None):
+    """The fine-tuned model of a kept run (:func:`figure_runs`), in eval mode, and the task's
+    prepared dataset: ``(model, data)``."""
+    import torch
+
+    from pcrl_lib.profiles import finetune_settings
+    from pcrl_lib.tasks import get_task
+
+    spec = get_task(run.task)
+    data = spec.data(folder)
+    settings = finetune_settings(profile, run.task)
+    model = spec.model(data, settings.depth, settings.width)
+    path = weights_file(profile, run, results)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no fine-tuned weights; run notebooks 04 and 05 first")
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval(), data

@@ -1,0 +1,119 @@
+"""The reproduction report: regenerated tables beside the paper's, the paper's orderings
+checked on the run records, and one self-contained HTML page (notebook 07)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pcrl_lib.grid import MAIN_TABLES
+from pcrl_lib.io import write_text_atomic
+from pcrl_lib.tables import Query, cell_query, cell_values
+
+
+def _number(text) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def side_by_side(table: str, ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """One row per numeric cell of ``table``: its row key, column, the paper's value, ours
+    and the delta (ours - paper, percentage points; empty where either is not a number)."""
+    rows = []
+    for i, prow in paper.iterrows():
+        key = " / ".join(str(prow[c]) for c in paper.columns if cell_query(table, prow, c) is None)
+        for col in paper.columns:
+            if cell_query(table, prow, col) is None:
+                continue
+            a, b = _number(prow[col]), _number(ours.at[i, col])
+            rows.append(
+                {
+                    "row": key,
+                    "column": col,
+                    "paper": prow[col],
+                    "ours": ours.at[i, col],
+                    "delta": round(b - a, 1) if a is not None and b is not None else None,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _stats(records: list[dict], q: Query) -> tuple[float, float, int] | None:
+    v = [x for x in cell_values(records, q) if np.isfinite(x)]
+    return (float(np.mean(v)), float(np.std(v)), len(v)) if v else None
+
+
+def _check(name: str, setting: str, a, b, strict: bool = True, margin: float = 0.0) -> dict:
+    if a is None or b is None:
+        return {"check": name, "setting": setting, "holds": None, "detail": "not run"}
+    holds = a[0] - b[0] > margin if strict else a[0] - b[0] >= margin
+    detail = f"{a[0]:.1f} vs {b[0]:.1f}"
+    if margin:
+        detail += f" (gap {a[0] - b[0]:.1f}, spread {margin:.1f})"
+    return {"check": name, "setting": setting, "holds": bool(holds), "detail": detail}
+
+
+def ordering_checks(records: list[dict]) -> pd.DataFrame:
+    """Whether the paper's orderings hold in the records, one row per check and setting:
+
+    - PCRLv2 > PCRLv1 and PCRLv1 > TS at every ratio of Tables IV-VIII;
+    - at the lowest ratio of each of Tables IV-VIII, PCRLv2 beats TS by more than the
+      spread across seeds (the sum of the two standard deviations);
+    - without skips > with skips (Table I); pairwise >= crossed (Table II).
+
+    ``holds`` is ``None`` where a run is missing."""
+    rows = []
+    for spec in MAIN_TABLES.values():
+        for ratio in spec.ratios:
+            q = {m: Query(spec.task, spec.protocol, ratio, m) for m in ("PCRLv2", "PCRLv1", "TS")}
+            s = {m: _stats(records, qq) for m, qq in q.items()}
+            setting = f"{spec.name} {ratio:.0%}"
+            rows.append(_check("PCRLv2 > PCRLv1", setting, s["PCRLv2"], s["PCRLv1"]))
+            rows.append(_check("PCRLv1 > TS", setting, s["PCRLv1"], s["TS"]))
+            if ratio == spec.ratios[0]:
+                margin = (s["PCRLv2"][1] + s["TS"][1]) if s["PCRLv2"] and s["TS"] else 0.0
+                rows.append(
+                    _check("PCRLv2 - TS > seed spread", setting, s["PCRLv2"], s["TS"], True, margin)
+                )
+    for task, protocol, ratio in (
+        ("nih", "semi", 0.05),
+        ("brats", "transfer", 0.1),
+        ("lits", "transfer", 0.1),
+    ):
+        a = _stats(records, Query(task, protocol, ratio, "PCRLv2"))
+        b = _stats(records, Query(task, protocol, ratio, "PCRLv2", variant="skip"))
+        rows.append(_check("without skips > with skips", f"table1 {task} {ratio:.0%}", a, b))
+    a = _stats(records, Query("nih", "semi", 0.05, "PCRLv2"))
+    b = _stats(records, Query("nih", "semi", 0.05, "PCRLv2", variant="crossed"))
+    rows.append(_check("pairwise >= crossed", "table2 nih 5%", a, b, strict=False))
+    return pd.DataFrame(rows)  # fmt: skip
+
+
+def image_tag(path: str | os.PathLike, width: int = 900) -> str:
+    """An ``<img>`` with the PNG embedded, so the page stands alone."""
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img src="data:image/png;base64,{data}" style="max-width:{width}px">'
+
+
+def write_html(path: str | os.PathLike, title: str, sections: list[tuple[str, str]]) -> Path:
+    """Write one HTML page (atomically): a title and ``(heading, html body)`` sections."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
+        "padding:2px 6px}th{background:#eee}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    for heading, body in sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2>\n{body}")
+    parts.append("</body></html>")
+    return write_text_atomic(path, "\n".join(parts))

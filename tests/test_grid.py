@@ -1,0 +1,134 @@
+"""The reproduction grid: every cell of every published table has its runs; runs are shared,
+resumed and their failures recorded, never lost."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from pcrl_lib.grid import (
+    MAIN_TABLES,
+    SEEDS,
+    VARIANTS,
+    FinetuneRun,
+    PretrainRun,
+    figure_runs,
+    finetune_runs,
+    pretrain_runs,
+    record_file,
+    run_finetuning,
+)
+from pcrl_lib.methods.pcrlv2 import pcrlv2_config
+from pcrl_lib.paths import PUBLISHED_DIR
+from pcrl_lib.tables import cell_query, load_records, regenerate
+
+
+def _key(task, protocol, ratio, method, variant):
+    return (task, protocol, round(ratio, 4), method, variant)
+
+
+@pytest.mark.parametrize("profile", ["demo", "paper"])
+def test_every_published_cell_has_a_run(profile):
+    runs = {
+        _key(r.task, r.protocol, r.label_ratio, r.method, r.variant) for r in finetune_runs(profile)
+    }
+    cells = 0
+    for csv in sorted(PUBLISHED_DIR.glob("table*.csv")):
+        table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        for _, row in table.iterrows():
+            for col in table.columns:
+                q = cell_query(csv.stem, row, col)
+                if q is not None:
+                    cells += 1
+                    assert _key(q.task, q.protocol, q.label_ratio, q.method, q.variant) in runs, (
+                        csv.stem,
+                        col,
+                    )
+    assert cells > 600
+
+
+def test_runs_are_unique_and_shared_runs_name_all_their_tables():
+    runs = finetune_runs("demo")
+    assert len(runs) == len(set(runs))
+    shared = next(
+        r
+        for r in runs
+        if (r.task, r.protocol, r.label_ratio, r.method, r.variant, r.seed)
+        == ("brats", "transfer", 0.1, "PCRLv2", "", 0)
+    )
+    assert shared.tables == ("table1", "table3", "table7")
+
+
+def test_lowest_ratio_of_each_main_table_has_the_spread_seeds():
+    runs = finetune_runs("demo")
+    for spec in MAIN_TABLES.values():
+        for method in ("PCRLv2", "TS", "MG"):
+            seeds = {
+                r.seed
+                for r in runs
+                if r.task == spec.task
+                and r.protocol == spec.protocol
+                and r.label_ratio == spec.ratios[0]
+                and r.method == method
+                and not r.variant
+            }
+            want = SEEDS["demo"].seeds_spread if method != "MG" else SEEDS["demo"].seeds_all
+            assert len(seeds) == want, (spec.name, method)
+
+
+def test_smoke_runs_only_the_lowest_ratio():
+    for r in finetune_runs("smoke", tuple(MAIN_TABLES)):
+        assert r.label_ratio == MAIN_TABLES[r.tables[0]].ratios[0]
+
+
+def test_pretraining_runs_cover_the_finetuning_runs_3d_first():
+    pre = pretrain_runs("demo")
+    assert len(pre) == len(set(pre))
+    needed = {r.pretrain for r in finetune_runs("demo")} - {None}
+    assert needed == set(pre)
+    dims = [p.spatial_dims for p in pre]
+    assert dims == sorted(dims, reverse=True)
+    assert PretrainRun("luna", "Cube++") in pre and PretrainRun("nih", "Cube++") not in pre
+    assert all(r.pretrain is None for r in finetune_runs("demo") if r.method in ("TS", "IN"))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_every_variant_is_a_valid_distinct_pcrlv2_config(dims):
+    configs = {v: pcrlv2_config("paper", dims, **o) for v, o in VARIANTS.items()}
+    assert len({str(c) for c in configs.values()}) == len(VARIANTS)
+    assert not configs["row0"].comparison and configs["row0"].restoration
+    assert not configs["row1"].restoration and configs["row1"].comparison
+    assert configs["row5"].crops == "multi" and configs[""].crops == "sub"
+    assert configs["skip"].skip and configs["crossed"].comparison_mode == "crossed"
+
+
+def test_figure_runs_are_grid_runs():
+    runs = set(finetune_runs("demo"))
+    figs = figure_runs("demo")
+    assert {r.method for r in figs["fig8a"]} == {"TransVW", "PCRLv1", "PCRLv2"}
+    assert {r.label_ratio for r in figs["fig8c"]} == {0.1, 0.2, 0.3}
+    assert all(r in runs for group in figs.values() for r in group)
+
+
+def test_diverged_pretraining_gives_fail_cells_and_missing_imagenet_is_not_run(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("PCRL_IMAGENET_WEIGHTS", raising=False)
+    monkeypatch.setattr("torch.hub.get_dir", lambda: str(tmp_path / "hub"))
+    pre = PretrainRun("luna", "PCRLv2", "row5")
+    failed = tmp_path / "smoke" / "pretrain" / pre.name / "failed.json"
+    failed.parent.mkdir(parents=True)
+    failed.write_text(json.dumps({"error": "loss is nan"}))
+    run = FinetuneRun("brats", "transfer", 0.1, "PCRLv2", "row5", 0, pre, ("table3",))
+    imagenet = FinetuneRun("nih", "transfer", 0.1, "IN", "", 0, None, ("table6",))
+    rows = run_finetuning("smoke", [run, imagenet], {}, results=tmp_path)
+    assert rows[0]["status"].startswith("fail")
+    assert rows[1]["status"].startswith("not run") and "ImageNet" in rows[1]["status"]
+    rec = json.loads(record_file("smoke", run, tmp_path).read_text())
+    assert math.isnan(rec["metrics"]["mean"]) and rec["variant"] == "row5"
+    assert not record_file("smoke", imagenet, tmp_path).exists()
+    values, _ = regenerate("table3_module_ablation", load_records(tmp_path / "smoke" / "runs"))
+    assert values.loc[values["row"] == "5", "WT_BraTS_dice"].item() == "fail"
+    # a second call finds the record and does nothing
+    assert run_finetuning("smoke", [run], {}, results=tmp_path)[0]["status"] == "done before"
