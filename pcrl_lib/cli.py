@@ -300,7 +300,58 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile", choices=PROFILES, default="demo", help="the profile the model was trained at"
     )
     ev.set_defaults(func=_evaluate)
+
+    grid = sub.add_parser(
+        "grid",
+        help="list the reproduction's runs and their state, or run one pre-training run of it",
+        description=(
+            "The runs behind Tables I-VIII at a profile (pcrl_lib/grid.py). --list shows each "
+            "pre-training run and whether it is done, and how many fine-tuning records exist. "
+            "--pretrain NAME runs one pre-training run where notebook 02 looks for it, so the "
+            "notebooks then skip it: on several GPUs, start it with torchrun."
+        ),
+        epilog=(
+            "examples:\n  python -m pcrl_lib grid --profile demo --list\n"
+            "  torchrun --nproc_per_node 8 -m pcrl_lib grid --profile paper --pretrain luna_PCRLv2"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    grid.add_argument("--profile", choices=PROFILES, default="demo")
+    grid.add_argument("--data-root", default=None, help="default: $PCRL_DATA_ROOT")
+    what = grid.add_mutually_exclusive_group(required=True)
+    what.add_argument("--list", action="store_true", help="the runs and their state")
+    what.add_argument("--pretrain", metavar="NAME", help="one pre-training run, e.g. luna_PCRLv2")
+    grid.set_defaults(func=_grid)
     return parser
+
+
+def _grid(args: argparse.Namespace) -> int:
+    from pcrl_lib import grid
+    from pcrl_lib.engine.distributed import init_from_env
+    from pcrl_lib.profiles import ensure_data
+
+    runs = grid.pretrain_runs(args.profile)
+    if args.list:
+        for run in runs:
+            folder = grid.pretrain_dir(args.profile, run)
+            state = (
+                "done"
+                if (folder / "summary.json").is_file()
+                else ("failed" if (folder / "failed.json").is_file() else "to run")
+            )
+            print(f"pretrain  {run.name:32s} {state}")
+        fine = grid.finetune_runs(args.profile)
+        done = sum(grid.record_file(args.profile, r).is_file() for r in fine)
+        print(f"finetune  {done} of {len(fine)} runs have a record")
+        return 0
+    by_name = {r.name: r for r in runs}
+    if args.pretrain not in by_name:
+        raise ValueError(f"no pre-training run {args.pretrain!r}; see --list")
+    run = by_name[args.pretrain]
+    init_from_env()
+    folders = ensure_data(args.profile, args.data_root, roles=(run.source,))
+    print(grid._pretrain_one(args.profile, run, folders, None))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,8 +49,8 @@ DATA: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
             {"n": 30, "shape": (96, 96, 64), "spacing": (2.0, 2.0, 2.5), "margin": 8},
         ),
         "brats": ("synthetic-brats", {"n": 30, "shape": (64, 64, 56)}),
-        "nih": ("synthetic-nih", {"n": 2000, "size": 64}),
-        "chexpert": ("synthetic-chexpert", {"n": 2000, "size": 64}),
+        "nih": ("synthetic-nih", {"n": 1000, "size": 32}),
+        "chexpert": ("synthetic-chexpert", {"n": 1000, "size": 32}),
     },
     "paper": {role: (role, {}) for role in ROLES},
 }
@@ -152,23 +152,27 @@ FINETUNE: dict[str, dict[str, FinetuneSettings]] = {
         "brats": FinetuneSettings(240, 4, patch_size=(112, 112, 112), overlap=16),
         "lits": FinetuneSettings(240, 4, patch_size=(256, 256, 64), overlap=16),
     },
-    # CPU scale: a quarter-width 4-level encoder, 48x48x32 patches, a few epochs, bf16
+    # CPU scale (the whole grid in about 30 minutes on 2 cores): a quarter-width encoder,
+    # 32^3 candidates, 16^3 segmentation patches, and a step budget per run (``steps``)
     "demo": {
-        # candidates cut at 32^3 (the paper: 48^3); lr 0.1 trains the small model from scratch
-        "luna": FinetuneSettings(100, 16, 0.1, depth=5, width=0.25, dtype="bf16", eval_every=10),
-        "nih": FinetuneSettings(30, 32, dtype="bf16"),
+        "luna": FinetuneSettings(0, 8, 0.1, depth=5, width=0.25, dtype="bf16", steps=64, evals=3),
+        "nih": FinetuneSettings(0, 32, 0.1, dtype="bf16", steps=40, evals=3),
         "brats": FinetuneSettings(
-            20, 4, 0.05, (48, 48, 32), 4, 8, depth=5, width=0.25, dtype="bf16"
+            0, 4, 0.1, (16, 16, 16), 4, 0, depth=5, width=0.25, dtype="bf16", steps=90, evals=3
         ),
         "lits": FinetuneSettings(
-            20, 4, 0.05, (48, 48, 32), 4, 8, depth=5, width=0.25, dtype="bf16"
+            0, 4, 0.1, (16, 16, 16), 4, 0, depth=5, width=0.25, dtype="bf16", steps=90, evals=3
         ),
     },
     "smoke": {
-        "luna": FinetuneSettings(1, 8, depth=5, width=0.125),
-        "nih": FinetuneSettings(1, 16),
-        "brats": FinetuneSettings(1, 2, 0.05, (32, 32, 16), 1, 0, depth=5, width=0.125),
-        "lits": FinetuneSettings(1, 2, 0.05, (32, 32, 16), 1, 0, depth=5, width=0.125),
+        "luna": FinetuneSettings(0, 8, depth=5, width=0.125, steps=4, evals=2),
+        "nih": FinetuneSettings(0, 16, steps=4, evals=2),
+        "brats": FinetuneSettings(
+            0, 2, 0.05, (32, 32, 16), 1, 0, depth=5, width=0.125, steps=4, evals=2
+        ),
+        "lits": FinetuneSettings(
+            0, 2, 0.05, (32, 32, 16), 1, 0, depth=5, width=0.125, steps=4, evals=2
+        ),
     },
 }
 
@@ -208,9 +212,14 @@ def _small_views(global_sizes, global_out, local_sizes, local_out) -> dict[str, 
 
 PRETRAIN: dict[str, dict[int, PretrainSettings]] = {
     "paper": {3: PretrainSettings(240, 32), 2: PretrainSettings(240, 256)},
+    # CPU scale: 32^3 global crops (sizes up to 48^3) and 16^3 locals in 3D, 32 / 16 px in 2D
+    # (2D in fp32: bf16 diverged within an epoch at this size)
     "demo": {
-        3: PretrainSettings(20, 8, width=0.25, dtype="bf16"),
-        2: PretrainSettings(20, 32, dtype="bf16", views={"global_out": (64, 64), "local_out": (32, 32)}),
+        3: PretrainSettings(
+            3, 8, width=0.25, dtype="bf16", lr=0.05,
+            views=_small_views(((32, 32, 32), (48, 48, 32), (48, 48, 48)), (32, 32, 32), ((8, 8, 8), (16, 16, 16)), (16, 16, 16)),
+        ),
+        2: PretrainSettings(2, 32, lr=0.02, views={"global_out": (32, 32), "local_out": (16, 16)}),
     },
     "smoke": {
         3: PretrainSettings(

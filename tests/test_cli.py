@@ -108,3 +108,24 @@ def test_errors_say_what_to_fix(smoke_data, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["finetune", "lung", "--data", "x", "--out", "y"])
     assert "invalid choice: 'lung'" in capsys.readouterr().err
+
+
+def test_grid_lists_runs_and_runs_one_pretraining_where_notebook_02_finds_it(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("PCRL_RESULTS", str(tmp_path))
+    ensure_data("smoke", tmp_path / "data", roles=("nih",))
+    assert main(["grid", "--profile", "smoke", "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert "luna_PCRLv2-row5" in listing and "to run" in listing
+    assert "finetune  0 of 63 runs have a record" in listing
+    root = str(tmp_path / "data")
+    assert (
+        main(["grid", "--profile", "smoke", "--data-root", root, "--pretrain", "nih_SimSiam"]) == 0
+    )
+    assert (tmp_path / "smoke" / "pretrain" / "nih_SimSiam" / "summary.json").is_file()
+    capsys.readouterr()
+    main(["grid", "--profile", "smoke", "--list"])
+    assert "nih_SimSiam                      done" in capsys.readouterr().out
+    assert main(["grid", "--profile", "smoke", "--pretrain", "nih_Nope"]) == 2
+    assert "see --list" in capsys.readouterr().err

@@ -96,3 +96,22 @@ def test_rank_auroc_matches_scikit_learn_with_ties():
         assert auroc(y, s) == pytest.approx(roc_auc_score(y, s))
     assert auroc(np.array([0, 1]), np.array([0.2, 0.9])) == 1.0
     assert math.isnan(auroc(np.array([1, 1]), np.array([0.2, 0.9])))  # one class only
+
+
+def test_vectorised_bootstrap_auroc_equals_the_loop_over_resamples():
+    from pcrl_lib.metrics import auroc, bootstrap_auroc
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((60, 3)) < [0.5, 0.1, 0.03]).astype(int)
+    s = np.round(rng.random((60, 3)) + 0.5 * y, 1)  # ties
+    per_class, mean_ci = bootstrap_auroc(y, s, n_boot=200, seed=4)
+    counts = np.random.default_rng(4).multinomial(60, np.full(60, 1 / 60), size=200)
+    loop = np.full((200, 3), np.nan)
+    for b, cnt in enumerate(counts):
+        idx = np.repeat(np.arange(60), cnt)
+        loop[b] = [auroc(y[idx, c], s[idx, c]) for c in range(3)]
+    for c in range(3):
+        v = loop[:, c][np.isfinite(loop[:, c])]
+        assert per_class[c] == pytest.approx(tuple(np.quantile(v, [0.025, 0.975])))
+    m = np.nanmean(loop, axis=1)
+    assert mean_ci == pytest.approx(tuple(np.quantile(m, [0.025, 0.975])))

@@ -45,11 +45,19 @@ def record_path(
     label_ratio: float,
     method: str,
     seed: int,
-    table: str = "",
+    variant: str = "",
+    results: str | os.PathLike | None = None,
 ) -> Path:
-    """Where a run's record goes: ``results/<profile>/runs/[<table>_]<task>_<protocol>_r<ratio>_<method>_s<seed>.json``."""
-    name = f"{task}_{protocol}_r{label_ratio:g}_{method}_s{seed}.json"
-    return results_root() / profile / "runs" / (f"{table}_{name}" if table else name)
+    """Where a run's record goes (the one naming the tables read, :mod:`pcrl_lib.grid` and the
+    command line share): ``results/<profile>/runs/<task>_<protocol>_r<ratio>_<method>[-<variant>]_s<seed>.json``."""
+    tag = method + (f"-{variant}" if variant else "")
+    name = f"{task}_{protocol}_r{label_ratio:g}_{tag}_s{seed}.json"
+    return results_root(results) / profile / "runs" / name
+
+
+def default_device() -> str:
+    """``$PCRL_DEVICE`` if set, else ``cuda`` when a GPU is visible, else ``cpu``."""
+    return os.environ.get("PCRL_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def finetune_config(
@@ -68,6 +76,7 @@ def finetune_config(
         patch_size=settings.patch_size,
         overlap=settings.overlap,
         eval_every=eval_every,
+        device=default_device(),
     )
 
 
@@ -190,6 +199,7 @@ def run_pretrain(
         seed=seed,
         num_workers=num_workers,
         progress_bar=progress_bar,
+        device=default_device(),
     )
     return pretrain(model, dataset, cfg, out_dir)
 

@@ -29,7 +29,7 @@ from pcrl_lib.engine.common import TrainConfig, cosine_lr, set_lr
 from pcrl_lib.engine.inference import predict_volume
 from pcrl_lib.io import atomic_path, code_version, write_json_atomic
 from pcrl_lib.losses import dice_loss
-from pcrl_lib.metrics import auroc, auroc_per_class, bootstrap_ci, dice
+from pcrl_lib.metrics import auroc_per_class, bootstrap_auroc, bootstrap_ci, dice
 from pcrl_lib.perf import autocast_context
 
 TASKS = ("classification", "segmentation")
@@ -184,13 +184,12 @@ def with_intervals(evaluation: dict, task: str, n_boot: int = 1000, seed: int = 
     if task == "classification":
         y_true, y_score = np.asarray(per_case["y_true"]), np.asarray(per_case["y_score"])
         names = [k for k in evaluation if k not in ("mean", "per_case", "undefined")]
-        for k, name in enumerate(names):
+        per_class, mean_ci = bootstrap_auroc(y_true, y_score, n_boot=n_boot, seed=seed)
+        for name, ci in zip(names, per_class, strict=True):
             out[name] = evaluation[name]
-            out[f"{name}_ci"] = list(
-                bootstrap_ci(auroc, y_true[:, k], y_score[:, k], n_boot=n_boot, seed=seed)
-            )
+            out[f"{name}_ci"] = list(ci)
         out["mean"] = evaluation["mean"]
-        out["mean_ci"] = list(bootstrap_ci(_mean_auc, y_true, y_score, n_boot=n_boot, seed=seed))
+        out["mean_ci"] = list(mean_ci)
         return out
     values = np.asarray(per_case["dice"])
     names = [k for k in evaluation if k not in ("mean", "per_case")]
@@ -202,13 +201,6 @@ def with_intervals(evaluation: dict, task: str, n_boot: int = 1000, seed: int = 
     out["mean"] = evaluation["mean"]
     out["mean_ci"] = list(bootstrap_ci(lambda v: float(v.mean()), values, n_boot=n_boot, seed=seed))
     return out
-
-
-def _mean_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
-    """Mean AUROC over the classes defined in a resample (NaN when none is)."""
-    values = [auroc(y_true[:, k], y_score[:, k]) for k in range(y_true.shape[1])]
-    defined = [v for v in values if np.isfinite(v)]
-    return float(np.mean(defined)) if defined else float("nan")
 
 
 def write_run_record(path: str | os.PathLike, **fields) -> Path:

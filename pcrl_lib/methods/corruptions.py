@@ -56,16 +56,24 @@ def _block(shape, rng, lo_div, hi_div, margin=0):
 
 
 def local_shuffle(x: np.ndarray, rng: np.random.Generator, n_blocks: int = 10_000) -> np.ndarray:
-    """Local pixel shuffling: ``n_blocks`` small windows (up to 1/10 of each axis), each with
-    its voxels permuted (read from the original image, so windows may overlap)."""
+    """Local pixel shuffling: ``n_blocks`` small windows (sides 1 to 1/10 of each axis), each
+    with its voxels permuted (read from the original image, so windows may overlap).
+
+    Vectorised over the windows of equal size (at most a few hundred sizes): one gather and
+    one scatter per size instead of a Python step per window - the official loop, 10,000
+    windows per image, took about 100 ms per sample. Where windows overlap, the one written
+    last wins, as in the loop; only the order of writing differs (by size, then draw)."""
     out, spatial = x.copy(), x.shape[1:]
-    for _ in range(n_blocks):
-        sizes = [int(rng.integers(1, max(n // 10, 1) + 1)) for n in spatial]
-        starts = [int(rng.integers(0, n - s + 1)) for n, s in zip(spatial, sizes, strict=True)]
-        box = (slice(None), *(slice(a, a + s) for a, s in zip(starts, sizes, strict=True)))
-        window = x[box]
-        flat = window.reshape(window.shape[0], -1)
-        out[box] = flat[:, rng.permutation(flat.shape[1])].reshape(window.shape)
+    sizes = np.stack([rng.integers(1, max(n // 10, 1) + 1, n_blocks) for n in spatial], axis=1)
+    starts = np.stack([rng.integers(0, n - sizes[:, i] + 1) for i, n in enumerate(spatial)], axis=1)
+    kinds, which = np.unique(sizes, axis=0, return_inverse=True)
+    for g, size in enumerate(kinds):
+        chosen = np.flatnonzero(which.ravel() == g)
+        grids = np.meshgrid(*[np.arange(s) for s in size], indexing="ij")
+        coords = [starts[chosen, i, None] + grid.ravel()[None] for i, grid in enumerate(grids)]
+        perm = np.argsort(rng.random(coords[0].shape), axis=1)
+        source = [np.take_along_axis(c, perm, axis=1) for c in coords]
+        out[(slice(None), *coords)] = x[(slice(None), *source)]
     return out
 
 

@@ -1,0 +1,59 @@
+"""The report: cells beside the paper's with deltas, and the paper's orderings checked."""
+
+import pandas as pd
+
+from pcrl_lib.paths import PUBLISHED_DIR
+from pcrl_lib.report import ordering_checks, side_by_side, write_html
+from pcrl_lib.tables import regenerate
+
+
+def _rec(task, protocol, ratio, method, mean, seed=0, variant=""):
+    return {"task": task, "protocol": protocol, "label_ratio": ratio, "method": method,
+            "variant": variant, "seed": seed, "metrics": {"mean": mean}}  # fmt: skip
+
+
+def test_side_by_side_deltas_and_not_run_cells():
+    recs = [_rec("luna", "semi", 0.1, "PCRLv2", 0.9), _rec("luna", "semi", 0.1, "TS", 0.7)]
+    name = "table5_luna_semi_supervised_auroc"
+    ours, _ = regenerate(name, recs)
+    paper = pd.read_csv(PUBLISHED_DIR / f"{name}.csv", dtype=str, keep_default_na=False)
+    both = side_by_side(name, ours, paper)
+    assert len(both) == 7 * 4
+    row = both[(both["row"] == "PCRLv2") & (both["column"] == "10%")].iloc[0]
+    assert row["paper"] == "85.5" and row["ours"] == "90.0" and row["delta"] == 4.5
+    assert both[(both["row"] == "MG")]["delta"].isna().all()
+
+
+def test_ordering_checks_use_the_seed_spread():
+    recs = [_rec("luna", "semi", 0.1, "TS", v, s) for s, v in enumerate((0.60, 0.62, 0.64))]
+    recs += [_rec("luna", "semi", 0.1, "PCRLv1", 0.66)]
+    # PCRLv2 beats TS by 6 points with spreads of 1.6 and 0.8: holds
+    recs += [_rec("luna", "semi", 0.1, "PCRLv2", v, s) for s, v in enumerate((0.67, 0.68, 0.69))]
+    checks = ordering_checks(recs)
+    t5 = checks[checks["setting"] == "table5 10%"].set_index("check")["holds"]
+    assert t5["PCRLv2 > PCRLv1"] and t5["PCRLv1 > TS"] and t5["PCRLv2 - TS > seed spread"]
+    # a gap smaller than the spread does not hold
+    recs[-3:] = [
+        _rec("luna", "semi", 0.1, "PCRLv2", v, s) for s, v in enumerate((0.58, 0.64, 0.70))
+    ]
+    checks = ordering_checks(recs)
+    row = checks[
+        (checks["setting"] == "table5 10%") & (checks["check"] == "PCRLv2 - TS > seed spread")
+    ]
+    assert row["holds"].item() is False
+    assert checks[checks["setting"] == "table5 20%"]["holds"].isna().all()
+
+
+def test_pairwise_ties_crossed_holds_but_skip_tie_does_not():
+    recs = [_rec("nih", "semi", 0.05, "PCRLv2", 0.7), _rec("nih", "semi", 0.05, "PCRLv2", 0.7, variant="crossed"),
+            _rec("nih", "semi", 0.05, "PCRLv2", 0.7, variant="skip")]  # fmt: skip
+    checks = ordering_checks(recs).set_index("setting")
+    assert checks.loc["table2 nih 5%", "holds"]
+    assert not checks.loc["table1 nih 5%", "holds"]
+
+
+def test_html_page_is_written_whole(tmp_path):
+    path = write_html(tmp_path / "r.html", "title <x>", [("a", "<p>b</p>")])
+    text = path.read_text()
+    assert text.startswith("<!doctype html>") and text.endswith("</html>")
+    assert "title &lt;x&gt;" in text and "<p>b</p>" in text
