@@ -19,7 +19,9 @@ import pcrl_lib
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path; on success rename it to ``path``, on error delete it.
+    """Yield a temporary path; on success rename it to ``path``, on error delete it. The
+    file gets the usual permissions (``0o666`` less the umask), not the private ones of a
+    temporary file.
 
     Example:
         >>> with atomic_path("out.pt") as tmp:  # doctest: +SKIP
@@ -31,11 +33,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
