@@ -43,8 +43,9 @@ def main() -> None:
         pre = pretrain_settings(args.profile, 3)
         pre = replace(pre, epochs=args.pretrain_epochs or pre.epochs)
         fine = finetune_settings(args.profile, args.task)
-        epochs = args.finetune_epochs or fine.epochs
-        fine = replace(fine, epochs=epochs, eval_every=max(1, epochs // 10))
+        if args.finetune_epochs:  # an epoch count replaces the profile's step budget
+            e = args.finetune_epochs
+            fine = replace(fine, epochs=e, eval_every=max(1, e // 10), steps=None)
         run_pretrain(folders["luna"] / "volumes", pre, ckpt.parent, progress_bar=False)
         print(json.dumps({"pretrain_s": round(time.perf_counter() - t, 1)}), flush=True)
         scores: dict[str, list[float]] = {"PCRLv2": [], "TS": []}
