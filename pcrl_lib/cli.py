@@ -350,7 +350,7 @@ def _grid(args: argparse.Namespace) -> int:
     run = by_name[args.pretrain]
     init_from_env()
     folders = ensure_data(args.profile, args.data_root, roles=(run.source,))
-    print(grid._pretrain_one(args.profile, run, folders, None))
+    print(grid.pretrain_one(args.profile, run, folders, None))
     return 0
 
 

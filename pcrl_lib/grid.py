@@ -265,10 +265,13 @@ def run_pretraining(
     and the grid goes on (its cells read ``fail``). ``workers``: runs at a time (default
     :func:`default_workers`). Returns one status row per run."""
     workers = default_workers(profile) if workers is None else workers
-    return _map(_pretrain_one, [(profile, r, folders, results) for r in runs], workers)
+    return _map(pretrain_one, [(profile, r, folders, results) for r in runs], workers)
 
 
-def _pretrain_one(profile: str, run: PretrainRun, folders: dict[str, Path], results) -> dict:
+def pretrain_one(
+    profile: str, run: PretrainRun, folders: dict[str, Path], results: str | os.PathLike | None
+) -> dict:
+    """One pre-training run of the grid (see :func:`run_pretraining`); its status row."""
     from pcrl_lib.engine.experiment import run_pretrain
     from pcrl_lib.profiles import pretrain_settings
 
