@@ -20,6 +20,7 @@ import time
 import torch
 
 from pcrl_lib.methods import PCRLv2, pcrlv2_config
+from pcrl_lib.models.nsunet import CHECKPOINT_CHOICES
 from pcrl_lib.perf import autocast_context, to_channels_last
 
 
@@ -48,14 +49,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--checkpoint", action="store_true", help="recompute full-resolution activations"
+        "--checkpoint",
+        choices=CHECKPOINT_CHOICES,
+        default="none",
+        help="recompute full-resolution activations in the backward pass (see NSUNet)",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     batch = args.batch or (4 if args.dim == 3 else 8)
     overrides = {"width": args.width} if args.dim == 3 else {}
-    overrides["checkpoint_full_resolution"] = args.checkpoint
+    overrides["checkpoint"] = args.checkpoint
     model = to_channels_last(PCRLv2(pcrlv2_config(args.preset, args.dim, **overrides)))
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9, weight_decay=1e-5)

@@ -27,7 +27,7 @@ from pcrl_lib.losses import pcrlv2_objective, restoration_loss, symmetric_negati
 from pcrl_lib.methods.base import require_keys
 from pcrl_lib.models.heads import ComparisonHead, Predictor, RestorationHead
 from pcrl_lib.models.layers import conv, resize_to
-from pcrl_lib.models.nsunet import NSUNet
+from pcrl_lib.models.nsunet import CHECKPOINT_CHOICES, NSUNet
 
 PRESETS = ("paper", "official")
 
@@ -58,8 +58,9 @@ class PCRLv2Config:
         restore_activation: ``"none"`` or ``"sigmoid"`` (the official 3D heads).
         restore_head: ``"paper"`` (Conv1x1 after Conv-BN-ReLU) or ``"light"`` (BN(Conv3x3),
             the official 3D ``deep_supervision_head``); see :class:`RestorationHead`.
-        checkpoint_full_resolution: trade compute for memory at full resolution (not a
-            change of the method; see :class:`~pcrl_lib.models.NSUNet`).
+        checkpoint: ``"none"``, ``"encoder"`` or ``"all"``: recompute full-resolution
+            activations in the backward pass (not a change of the method; see
+            :class:`~pcrl_lib.models.NSUNet`).
     """
 
     spatial_dims: int = 3
@@ -77,7 +78,7 @@ class PCRLv2Config:
     full_resolution_mse: bool = False
     restore_activation: str = "none"
     restore_head: str = "paper"
-    checkpoint_full_resolution: bool = False
+    checkpoint: str = "none"
     preset: str = field(default="paper", compare=False)
 
     def __post_init__(self) -> None:
@@ -101,6 +102,10 @@ class PCRLv2Config:
                 f"scale_sampling must be 'per_step' or 'per_term', got {self.scale_sampling!r}",
             ),
             (self.restoration or self.comparison, "restoration and comparison are both off"),
+            (
+                self.checkpoint in CHECKPOINT_CHOICES,
+                f"checkpoint must be one of {CHECKPOINT_CHOICES}, got {self.checkpoint!r}",
+            ),
             (
                 not (self.comparison_mode == "crossed" and self.scales == 1),
                 "crossed comparison needs at least 3 scales",
@@ -177,7 +182,7 @@ class PCRLv2(nn.Module):
             cfg.depth,
             cfg.width,
             cfg.skip,
-            checkpoint_full_resolution=cfg.checkpoint_full_resolution,
+            checkpoint=cfg.checkpoint,
         )
         rates = self.net.rates
         if cfg.scales == 1:

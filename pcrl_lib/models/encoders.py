@@ -8,10 +8,9 @@ rate ``2**k`` relative to the input (``None`` where the encoder has no feature a
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
-from pcrl_lib.models.layers import ConvBNReLU, checkpointed, conv, max_pool
+from pcrl_lib.models.layers import ConvBNReLU, MaxPool, checkpointed, conv, max_pool
 
 
 def _scaled(channels: int, width: float) -> int:
@@ -96,13 +95,16 @@ class ResNet18Encoder(nn.Module):
 
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__()
+        import torchvision  # here, not at the top: 165 MB and 1.4 s that 3D work never needs
+
         net = torchvision.models.resnet18(weights=None)
         if in_channels != 3:
             net.conv1 = conv(2, in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.spatial_dims = 2
         self.in_channels = in_channels
         self.depth = 5
-        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.conv1, self.bn1, self.relu = net.conv1, net.bn1, net.relu
+        self.maxpool = MaxPool(2, kernel_size=3, stride=2, padding=1)  # torchvision's, dtype kept
         self.layer1, self.layer2, self.layer3, self.layer4 = (
             net.layer1,
             net.layer2,

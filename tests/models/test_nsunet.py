@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from pcrl_lib.models import NSUNet
+from pcrl_lib.models.nsunet import DecoderBlock
 
 
 @pytest.mark.parametrize(
@@ -107,21 +108,64 @@ def test_bad_input_is_named():
         NSUNet(3, 1, depth=3, decoder_channels=[8, 16])
 
 
-@pytest.mark.parametrize("dims", [2, 3])
-def test_checkpointing_full_resolution_changes_nothing_but_memory(dims):
+@pytest.mark.parametrize(("dims", "checkpoint"), [(2, "all"), (3, "encoder"), (3, "all")])
+def test_checkpointing_full_resolution_changes_nothing_but_memory(dims, checkpoint):
     def run(checkpoint):
         torch.manual_seed(0)
         kw = {"depth": 3, "width": 0.125} if dims == 3 else {}
-        net = NSUNet(dims, 1 if dims == 3 else 3, checkpoint_full_resolution=checkpoint, **kw)
-        calls = []
-        net.blocks[-1].register_forward_pre_hook(lambda *_: calls.append(1))
+        net = NSUNet(dims, 1 if dims == 3 else 3, checkpoint=checkpoint, **kw)
+        calls = {"decoder": 0, "encoder": 0}
+        net.blocks[-1].register_forward_pre_hook(
+            lambda *_: calls.__setitem__("decoder", 1 + calls["decoder"])
+        )
+        if dims == 3:
+            net.encoder.stages[0].register_forward_pre_hook(
+                lambda *_: calls.__setitem__("encoder", 1 + calls["encoder"])
+            )
         x = torch.randn(2, net.in_channels, *[16] * dims)
         net(x)[1].square().mean().backward()
         grads = {n: p.grad.clone() for n, p in net.named_parameters()}
-        assert len(calls) == (2 if checkpoint else 1)  # recomputed in the backward pass
+        # recomputed in the backward pass: the decoder level with "all", the stage with both
+        assert calls["decoder"] == (2 if checkpoint == "all" else 1)
+        assert calls["encoder"] == (0 if dims == 2 else 2 if checkpoint != "none" else 1)
         return grads, net.state_dict()
 
-    g0, s0 = run(False)
-    g1, s1 = run(True)
+    g0, s0 = run("none")
+    g1, s1 = run(checkpoint)
     assert all(torch.allclose(g0[n], g1[n], atol=1e-6) for n in g0)
     assert all(torch.equal(s0[k], s1[k]) for k in s0)  # running stats updated exactly once
+
+
+@pytest.mark.parametrize(
+    ("dims", "kw", "shape"),
+    [
+        (3, {"depth": 3, "width": 0.25}, (2, 1, 16, 16, 8)),
+        (3, {"depth": 3, "width": 0.25, "skip": True}, (2, 1, 16, 16, 8)),
+        (2, {}, (2, 3, 64, 64)),
+        (2, {"skip": True}, (2, 3, 64, 64)),
+    ],
+)
+def test_fused_upsample_conv_decoder_is_the_same_function(monkeypatch, dims, kw, shape):
+    torch.manual_seed(0)
+    net = NSUNet(dims, shape[1], **kw).double()
+    x = torch.randn(*shape, dtype=torch.float64)
+
+    def run():
+        y = net(x)[1]
+        return y, torch.autograd.grad(y.square().sum(), list(net.parameters()))
+
+    fused_levels = []
+    real_fuse = DecoderBlock._fuse
+    monkeypatch.setattr(
+        DecoderBlock,
+        "_fuse",
+        lambda self, *a: fused_levels.append(real_fuse(self, *a)) or fused_levels[-1],
+    )
+    y1, g1 = run()
+    assert fused_levels[-1]  # the full-resolution level takes the fused path
+    monkeypatch.setattr(DecoderBlock, "_fuse", lambda self, *a: False)
+    y0, g0 = run()
+    torch.testing.assert_close(y1, y0)
+    scale = max(g.abs().max() for g in g0)  # (biases before a BN have ~0 gradients)
+    for a, b in zip(g1, g0, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10 * scale, rtol=1e-7)
