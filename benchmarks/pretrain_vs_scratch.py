@@ -28,12 +28,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="demo", choices=("smoke", "demo"))
     parser.add_argument("--task", default="luna", choices=sorted(PROTOCOL))
+    parser.add_argument("--pretrained", default=None, help="a pre-trained last.pt to reuse")
     parser.add_argument("--ratio", type=float, default=0.1)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data-root", default=None, help="default: $PCRL_DATA_ROOT")
     parser.add_argument("--out", default=None, help="work folder (default: temporary)")
     parser.add_argument("--pretrain-epochs", type=int, default=None, help="override the profile's")
     parser.add_argument("--finetune-epochs", type=int, default=None, help="override the profile's")
+    parser.add_argument("--finetune-lr", type=float, default=None, help="override the profile's")
+    parser.add_argument("--finetune-steps", type=int, default=None, help="override the profile's")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
@@ -46,7 +49,14 @@ def main() -> None:
         if args.finetune_epochs:  # an epoch count replaces the profile's step budget
             e = args.finetune_epochs
             fine = replace(fine, epochs=e, eval_every=max(1, e // 10), steps=None)
-        run_pretrain(folders["luna"] / "volumes", pre, ckpt.parent, progress_bar=False)
+        if args.finetune_lr:
+            fine = replace(fine, lr=args.finetune_lr)
+        if args.finetune_steps:
+            fine = replace(fine, steps=args.finetune_steps)
+        if args.pretrained:
+            ckpt = Path(args.pretrained)
+        else:
+            run_pretrain(folders["luna"] / "volumes", pre, ckpt.parent, progress_bar=False)
         print(json.dumps({"pretrain_s": round(time.perf_counter() - t, 1)}), flush=True)
         scores: dict[str, list[float]] = {"PCRLv2": [], "TS": []}
         for seed in args.seeds:

@@ -48,9 +48,9 @@ class MaxPool(nn.Module):
     """Max pooling that keeps its input's dtype under autocast.
 
     CPU autocast runs max pooling in fp32: a bf16 input is cast up, and the fp32 copy (plus
-    the int64 indices) is what the backward pass keeps - at the nsUNet's full resolution an
-    extra 128 MiB per 64x64x32 global pair batch. The maximum of bf16 values is exact in
-    bf16, so here pooling simply runs in the input's dtype. No parameters.
+    the int64 indices) is what the backward pass keeps - at the paper's 3D shapes an extra
+    128 MiB per global view at full resolution. The maximum of bf16 values is exact in bf16,
+    so here pooling simply runs in the input's dtype. No parameters.
 
     Args:
         spatial_dims: 2 or 3.
@@ -207,9 +207,10 @@ def upsample_conv_is_cheaper(
 ) -> bool:
     """Whether :func:`upsample_conv` needs fewer multiply-adds than the two layers, for
     ``coarse_voxels`` input voxels (batch included). Composing the kernels costs
-    ``6^d O C I`` once per call, in fp32 and with a backward pass that bf16 convolutions do
-    not have to wait for, so it counts four times: coarse levels with many channels do not
-    repay it (in the 3D nsUNet only rates 1 and 2 are fused at the paper's shapes)."""
+    ``6^d O C I`` per call, in fp32 (slower per multiply-add than the bf16 convolutions)
+    and again in the backward pass, so it counts four times: coarse levels with many
+    channels and few voxels do not repay it (in the 3D nsUNet at the paper's shapes only
+    rates 1 and 2 are fused)."""
     d = spatial_dims
     fused = coarse_voxels * 4**d * in_channels * out_channels
     separate = coarse_voxels * 2**d * 3**d * mid_channels * out_channels
