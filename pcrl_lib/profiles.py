@@ -119,7 +119,9 @@ class FinetuneSettings:
     match the pre-trained one). ``steps``: when set, ``epochs`` is ignored and every label
     ratio trains for about this many SGD steps, validating ``evals`` times (small profiles:
     the time of a run does not grow with the ratio; more labels give more distinct samples,
-    not more steps)."""
+    not more steps). ``precise_bn``: re-estimate the batch-norm statistics before each
+    validation (:func:`pcrl_lib.engine.finetune.recalibrate_batch_norm`; small profiles,
+    whose few dozen steps leave the running statistics far from the weights')."""
 
     epochs: int
     batch_size: int
@@ -133,6 +135,7 @@ class FinetuneSettings:
     eval_every: int = 1
     steps: int | None = None
     evals: int = 5
+    precise_bn: bool = False
 
     def schedule(self, n_samples: int) -> tuple[int, int]:
         """``(epochs, eval_every)`` for a training set of ``n_samples`` samples."""
@@ -155,23 +158,67 @@ FINETUNE: dict[str, dict[str, FinetuneSettings]] = {
     # CPU scale (the whole grid in about 30 minutes on 2 cores): a quarter-width encoder,
     # 32^3 candidates, 16^3 segmentation patches, and a step budget per run (``steps``)
     "demo": {
-        "luna": FinetuneSettings(0, 8, 0.1, depth=5, width=0.25, dtype="bf16", steps=64, evals=3),
-        "nih": FinetuneSettings(0, 32, 0.1, dtype="bf16", steps=40, evals=3),
+        "luna": FinetuneSettings(
+            0, 8, 0.1, depth=5, width=0.25, dtype="bf16", steps=64, evals=3, precise_bn=True
+        ),
+        "nih": FinetuneSettings(0, 32, 0.1, dtype="bf16", steps=40, evals=3, precise_bn=True),
         "brats": FinetuneSettings(
-            0, 4, 0.1, (16, 16, 16), 4, 0, depth=5, width=0.25, dtype="bf16", steps=90, evals=3
+            0,
+            4,
+            0.1,
+            (16, 16, 16),
+            4,
+            0,
+            depth=5,
+            width=0.25,
+            dtype="bf16",
+            steps=90,
+            evals=3,
+            precise_bn=True,
         ),
         "lits": FinetuneSettings(
-            0, 4, 0.1, (16, 16, 16), 4, 0, depth=5, width=0.25, dtype="bf16", steps=90, evals=3
+            0,
+            4,
+            0.1,
+            (16, 16, 16),
+            4,
+            0,
+            depth=5,
+            width=0.25,
+            dtype="bf16",
+            steps=90,
+            evals=3,
+            precise_bn=True,
         ),
     },
     "smoke": {
-        "luna": FinetuneSettings(0, 8, depth=5, width=0.125, steps=4, evals=2),
-        "nih": FinetuneSettings(0, 16, steps=4, evals=2),
+        "luna": FinetuneSettings(0, 8, depth=5, width=0.125, steps=4, evals=2, precise_bn=True),
+        "nih": FinetuneSettings(0, 16, steps=4, evals=2, precise_bn=True),
         "brats": FinetuneSettings(
-            0, 2, 0.05, (32, 32, 16), 1, 0, depth=5, width=0.125, steps=4, evals=2
+            0,
+            2,
+            0.05,
+            (32, 32, 16),
+            1,
+            0,
+            depth=5,
+            width=0.125,
+            steps=4,
+            evals=2,
+            precise_bn=True,
         ),
         "lits": FinetuneSettings(
-            0, 2, 0.05, (32, 32, 16), 1, 0, depth=5, width=0.125, steps=4, evals=2
+            0,
+            2,
+            0.05,
+            (32, 32, 16),
+            1,
+            0,
+            depth=5,
+            width=0.125,
+            steps=4,
+            evals=2,
+            precise_bn=True,
         ),
     },
 }

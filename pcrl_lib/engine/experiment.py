@@ -76,6 +76,7 @@ def finetune_config(
         patch_size=settings.patch_size,
         overlap=settings.overlap,
         eval_every=eval_every,
+        precise_bn=settings.precise_bn,
         device=default_device(),
     )
 

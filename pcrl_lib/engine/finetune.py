@@ -44,6 +44,7 @@ class FinetuneConfig(TrainConfig):
     patch_size: tuple[int, ...] | None = None  # segmentation: evaluate whole volumes by patches
     overlap: int = 0  # voxels shared by neighbouring inference patches
     eval_every: int = 1  # validate (model selection) every k epochs and after the last
+    precise_bn: bool = False  # re-estimate batch-norm statistics before each validation
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -162,6 +163,8 @@ def finetune(
             if not last and (epoch + 1) % cfg.eval_every:
                 log.write(json.dumps(record) + "\n")
                 continue
+            if cfg.precise_bn:
+                recalibrate_batch_norm(model, train, cfg)
             score = evaluate(model, val, cfg, class_names)["mean"]
             record["val"] = score
             history.append(record)
@@ -173,6 +176,41 @@ def finetune(
                     torch.save(model.state_dict(), tmp)
     model.load_state_dict(torch.load(out / "best.pt", map_location=device, weights_only=True))
     return {"best_epoch": best_epoch, "best_val": best, "history": history}
+
+
+def recalibrate_batch_norm(model: nn.Module, dataset: Dataset, cfg: FinetuneConfig) -> None:
+    """Re-estimate every batch norm's running mean and variance as the average of the batch
+    statistics over one pass of ``dataset`` ("precise BN"; no gradients, weights unchanged).
+
+    Evaluation normalises with the running statistics, an exponential average (momentum
+    0.1) over the training steps while the weights were moving. After a few dozen steps -
+    the small profiles' budgets - they still mix in early weights and the initial values:
+    a LUNA candidate classifier that scored AUROC 0.59 in training mode gave logits with a
+    standard deviation of ~500 in evaluation mode (every score saturated, AUROC 0.5).
+    Averaging the current weights' batch statistics removes that mismatch; after long
+    training it changes little. The batches are formed as in training (``batch_size``).
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the pass
+    device = torch.device(cfg.device)
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        drop_last=len(dataset) > cfg.batch_size,
+        num_workers=cfg.num_workers,
+    )
+    model.train()
+    with torch.no_grad():
+        for batch in loader:
+            with autocast_context(cfg.dtype, device.type):
+                model(batch["image"].to(device))
+    for m, momentum in zip(bns, momenta, strict=True):
+        m.momentum = momentum
 
 
 def with_intervals(evaluation: dict, task: str, n_boot: int = 1000, seed: int = 0) -> dict:

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from pcrl_lib.engine.finetune import (
     FinetuneConfig,
     evaluate,
     finetune,
+    recalibrate_batch_norm,
     task_loss,
     write_run_record,
 )
@@ -88,3 +90,45 @@ def test_run_record_is_complete_and_atomic(tmp_path):
     assert rec["config"]["task"] == "classification" and rec["code_version"].startswith("0.1.0")
     with pytest.raises(ValueError, match="missing fields"):
         write_run_record(tmp_path / "bad.json", table="t")
+
+
+def test_recalibrate_batch_norm_averages_the_batch_statistics_of_one_pass():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+    bn = model[1]
+    bn.running_mean.fill_(50.0)  # stale statistics, as after a few steps
+    data = [{"image": torch.randn(1, 3, 3) * 3 + 1} for _ in range(8)]
+    params = [p.detach().clone() for p in model.parameters()]
+    recalibrate_batch_norm(model, data, FinetuneConfig(batch_size=4))
+    with torch.no_grad():  # by hand: two batches of 4, their conv outputs' mean / variance
+        outs = [model[0](torch.stack([d["image"] for d in data[i : i + 4]])) for i in (0, 4)]
+    means = torch.stack([o.mean((0, 2, 3)) for o in outs])
+    variances = torch.stack([o.transpose(0, 1).flatten(1).var(1) for o in outs])  # unbiased
+    torch.testing.assert_close(bn.running_mean, means.mean(0))
+    torch.testing.assert_close(bn.running_var, variances.mean(0))
+    assert bn.momentum == 0.1 and int(bn.num_batches_tracked) == 2
+    assert all(torch.equal(a, b) for a, b in zip(params, model.parameters(), strict=True))
+
+
+def test_precise_bn_recalibrates_before_every_validation(tmp_path, monkeypatch):
+    import pcrl_lib.engine.finetune as ft
+
+    calls = []
+    real = ft.recalibrate_batch_norm
+    monkeypatch.setattr(ft, "recalibrate_batch_norm", lambda *a: calls.append(1) or real(*a))
+    model = Classifier(3, 1, 1, depth=3, width=0.125)
+    cfg = FinetuneConfig(epochs=4, batch_size=8, lr=0.05, eval_every=2, precise_bn=True)
+    result = finetune(model, Blobs(16, 0), Blobs(8, 1), cfg, tmp_path)
+    assert len(calls) == len(result["history"]) == 2
+    finetune(model, Blobs(16, 0), Blobs(8, 1), replace(cfg, precise_bn=False), tmp_path)
+    assert len(calls) == 2
+
+
+def test_small_profiles_use_precise_bn_the_paper_profile_does_not():
+    from pcrl_lib.engine.experiment import finetune_config
+    from pcrl_lib.profiles import finetune_settings
+
+    for task in ("luna", "nih", "brats", "lits"):
+        assert finetune_config("classification", finetune_settings("demo", task)).precise_bn
+        assert finetune_config("classification", finetune_settings("smoke", task)).precise_bn
+        assert not finetune_config("classification", finetune_settings("paper", task)).precise_bn

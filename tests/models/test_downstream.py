@@ -39,3 +39,17 @@ def test_bad_class_count():
         Classifier(3, 1, 0)
     with pytest.raises(ValueError, match="n_classes"):
         SegmentationUNet(3, 1, 0)
+
+
+def test_classifier_logits_are_fp32_under_autocast_so_close_scores_do_not_tie():
+    torch.manual_seed(0)
+    model = Classifier(3, 1, 1, depth=3, width=0.125)  # train mode: batch-normalised features
+    with torch.no_grad():
+        model.fc.weight.mul_(1e-2)  # a barely trained head: logits close together ...
+        model.fc.bias.fill_(20.0)  # ... where bf16 steps by 0.125
+    x = torch.randn(16, 1, 16, 16, 16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+    assert logits.dtype == torch.float32
+    assert len(torch.unique(logits)) >= 14  # bf16 logits would read 1-3 values
+    assert len(torch.unique(logits.to(torch.bfloat16))) < 4
