@@ -146,6 +146,14 @@ class FinetuneSettings:
         return epochs, max(1, epochs // self.evals)
 
 
+_DEMO_SEGMENTATION = FinetuneSettings(
+    0, 4, 0.1, (16, 16, 16), 4, 0, depth=5, width=0.25, dtype="bf16", steps=90, evals=3,
+    precise_bn=True,
+)  # fmt: skip
+_SMOKE_SEGMENTATION = FinetuneSettings(
+    0, 2, 0.05, (32, 32, 16), 1, 0, depth=5, width=0.125, steps=4, evals=2, precise_bn=True
+)  # fmt: skip
+
 FINETUNE: dict[str, dict[str, FinetuneSettings]] = {
     # the paper's statement: SGD lr 1e-2, momentum 0.9, weight decay 1e-5, cosine, 240 epochs;
     # batch 512 (2D), 32 (LUNA), 4 (LiTS, BraTS); crops 48^3, 256x256x64, 112^3
@@ -162,64 +170,14 @@ FINETUNE: dict[str, dict[str, FinetuneSettings]] = {
             0, 8, 0.1, depth=5, width=0.25, dtype="bf16", steps=64, evals=3, precise_bn=True
         ),
         "nih": FinetuneSettings(0, 32, 0.1, dtype="bf16", steps=40, evals=3, precise_bn=True),
-        "brats": FinetuneSettings(
-            0,
-            4,
-            0.1,
-            (16, 16, 16),
-            4,
-            0,
-            depth=5,
-            width=0.25,
-            dtype="bf16",
-            steps=90,
-            evals=3,
-            precise_bn=True,
-        ),
-        "lits": FinetuneSettings(
-            0,
-            4,
-            0.1,
-            (16, 16, 16),
-            4,
-            0,
-            depth=5,
-            width=0.25,
-            dtype="bf16",
-            steps=90,
-            evals=3,
-            precise_bn=True,
-        ),
+        "brats": _DEMO_SEGMENTATION,
+        "lits": _DEMO_SEGMENTATION,
     },
     "smoke": {
         "luna": FinetuneSettings(0, 8, depth=5, width=0.125, steps=4, evals=2, precise_bn=True),
         "nih": FinetuneSettings(0, 16, steps=4, evals=2, precise_bn=True),
-        "brats": FinetuneSettings(
-            0,
-            2,
-            0.05,
-            (32, 32, 16),
-            1,
-            0,
-            depth=5,
-            width=0.125,
-            steps=4,
-            evals=2,
-            precise_bn=True,
-        ),
-        "lits": FinetuneSettings(
-            0,
-            2,
-            0.05,
-            (32, 32, 16),
-            1,
-            0,
-            depth=5,
-            width=0.125,
-            steps=4,
-            evals=2,
-            precise_bn=True,
-        ),
+        "brats": _SMOKE_SEGMENTATION,
+        "lits": _SMOKE_SEGMENTATION,
     },
 }
 
