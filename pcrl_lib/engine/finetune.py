@@ -30,6 +30,7 @@ from pcrl_lib.engine.inference import predict_volume
 from pcrl_lib.io import atomic_path, code_version, write_json_atomic
 from pcrl_lib.losses import dice_loss
 from pcrl_lib.metrics import auroc_per_class, bootstrap_auroc, bootstrap_ci, dice
+from pcrl_lib.models.layers import batch_norms
 from pcrl_lib.perf import autocast_context
 
 TASKS = ("classification", "segmentation")
@@ -190,7 +191,7 @@ def recalibrate_batch_norm(model: nn.Module, dataset: Dataset, cfg: FinetuneConf
     Averaging the current weights' batch statistics removes that mismatch; after long
     training it changes little. The batches are formed as in training (``batch_size``).
     """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = batch_norms(model)
     if not bns:
         return
     momenta = [m.momentum for m in bns]

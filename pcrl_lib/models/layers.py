@@ -239,12 +239,17 @@ def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
     return x.mean(dim=tuple(range(2, x.dim())))
 
 
+def batch_norms(module: nn.Module) -> list[nn.Module]:
+    """Every batch-norm layer (1D, 2D or 3D) inside ``module``."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 @contextmanager
 def frozen_bn_stats(module: nn.Module) -> Iterator[None]:
     """Inside this context the batch norms of ``module`` still normalise with batch
     statistics (train mode) but leave ``running_mean``, ``running_var`` and
     ``num_batches_tracked`` as they were."""
-    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = batch_norms(module)
     saved = [
         (m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
         for m in bns
