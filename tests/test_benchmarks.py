@@ -73,3 +73,21 @@ def test_method_steps_prints_every_3d_method():
     rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
     assert [r["method"] for r in rows] == list(METHODS)  # every 3D-capable method, in order
     assert all(r["median_s"] > 0 and r["dim"] == 3 for r in rows)
+
+
+def test_linear_probe_prints_one_line_per_method_and_ratio(tmp_path):
+    rec = _run(
+        "linear_probe.py",
+        "--profile",
+        "smoke",
+        "--table",
+        "table4",
+        "--methods",
+        "TS",
+        "--ratios",
+        "1.0",
+        "--data-root",
+        str(tmp_path),
+    )
+    assert rec["method"] == "random init" and rec["ratio"] == 1.0 and rec["table"] == "table4"
+    assert rec["labelled"] > 0 and 0 <= rec["auroc"] <= 100

@@ -1,1 +1,1 @@
-"""Training engines: pre-training (and, later, fine-tuning and evaluation)."""
+"""Training engines: pre-training, fine-tuning and evaluation, linear probes."""
