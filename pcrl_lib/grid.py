@@ -408,6 +408,15 @@ def read_pretrain_log(
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def read_pretrain_summary(
+    profile: str, run: PretrainRun, results: str | os.PathLike | None = None
+) -> dict:
+    """A finished pre-training run's ``summary.json`` (:func:`pretrain_one`: the engine's
+    summary with ``encoder_drift``, plus ``run`` and ``wall_s``); empty if it has not finished."""
+    path = pretrain_dir(profile, run, results) / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def figure_runs(profile: str) -> dict[str, list[FinetuneRun]]:
     """The fine-tuning runs whose weights the figures need (seed 0): Fig. 8a / 9 - CheXpert->NIH
     at 10 % with TransVW, PCRLv1 and PCRLv2; Fig. 8b - LUNA->BraTS at 10 % and 20 %; Fig. 8c -

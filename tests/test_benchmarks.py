@@ -91,3 +91,39 @@ def test_linear_probe_prints_one_line_per_method_and_ratio(tmp_path):
     )
     assert rec["method"] == "random init" and rec["ratio"] == 1.0 and rec["table"] == "table4"
     assert rec["labelled"] > 0 and 0 <= rec["auroc"] <= 100
+
+
+@pytest.mark.slow
+def test_pretrain_vs_scratch_prints_each_pretraining_run_and_the_spread(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "pretrain_vs_scratch.py"),
+            "--profile",
+            "smoke",
+            "--task",
+            "lits",
+            "--seeds",
+            "0",
+            "--pretrain-seeds",
+            "0",
+            "1",
+            "--finetune-steps",
+            "1",
+            "--data-root",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    pretraining = [x for x in lines if "pretrain_seed" in x]
+    assert [x["pretrain_seed"] for x in pretraining] == [0, 1]
+    assert all(x["encoder_drift"]["first"] > 0 for x in pretraining)  # the runs moved the stem
+    summary = lines[-1]
+    assert set(summary) == {"task", "ratio", "seeds", "TS", "PCRLv2/p0", "PCRLv2/p1"}
+    assert all(summary[m]["std"] == 0.0 for m in ("TS", "PCRLv2/p0"))  # one seed: no spread
+    assert 0 <= summary["TS"]["mean"] <= 1

@@ -1,1 +1,1 @@
-"""Training engines: pre-training, fine-tuning and evaluation, linear probes."""
+"""Training engines: pre-training, fine-tuning and evaluation, linear probes, weight drift."""

@@ -39,6 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from pcrl_lib.engine.common import TrainConfig, cosine_lr, set_lr, sgd
+from pcrl_lib.engine.drift import kernel_weights, summarize_drift, weight_drift
 from pcrl_lib.io import atomic_path
 from pcrl_lib.perf import autocast_context
 
@@ -117,7 +118,10 @@ def pretrain(
     per step and per epoch).
 
     Returns:
-        ``{"epochs_run", "last_epoch_metrics", "checkpoint"}``.
+        ``{"epochs_run", "last_epoch_metrics", "checkpoint", "encoder_drift"}``; the last is
+        how far the run moved the encoder's kernels from their initial values
+        (:func:`pcrl_lib.engine.drift.summarize_drift`: first / median / mean / last layer),
+        ``None`` when the run resumed (the initial weights are not kept in checkpoints).
 
     Raises:
         FloatingPointError: a loss was NaN or Inf (``last.pt`` holds the last good epoch).
@@ -142,6 +146,8 @@ def pretrain(
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         start = int(state["epoch"]) + 1
+    encoder = getattr(method, "encoder", method)  # every registered method has one
+    initial = kernel_weights(encoder) if start == 0 else None
     epochs_run, epoch_metrics = 0, {}
     # One global order per epoch, shared by 1 or N processes: process r takes every N-th
     # sample, so N processes see the same global batches as one process would.
@@ -211,7 +217,13 @@ def pretrain(
                 },
             )
             epochs_run += 1
-    return {"epochs_run": epochs_run, "last_epoch_metrics": epoch_metrics, "checkpoint": str(ckpt)}
+    drift = None if initial is None else weight_drift(initial, kernel_weights(encoder))
+    return {
+        "epochs_run": epochs_run,
+        "last_epoch_metrics": epoch_metrics,
+        "checkpoint": str(ckpt),
+        "encoder_drift": None if drift is None else summarize_drift(drift),
+    }
 
 
 def _mean_over_processes(values: dict[str, torch.Tensor], distributed: bool) -> dict[str, float]:

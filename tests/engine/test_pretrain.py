@@ -29,6 +29,8 @@ def test_run_writes_log_and_checkpoint(tmp_path):
     method, data, cfg = build(epochs=2)
     summary = pretrain(method, data, cfg, tmp_path)
     assert summary["epochs_run"] == 2
+    drift = summary["encoder_drift"]  # the encoder's kernels moved from their initial values
+    assert set(drift) == {"first", "median", "mean", "last"} and drift["first"] > 0
     lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     steps = [x for x in lines if x["kind"] == "step"]
     epochs = [x for x in lines if x["kind"] == "epoch"]
@@ -38,7 +40,8 @@ def test_run_writes_log_and_checkpoint(tmp_path):
     )
     assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
     # a second call on a finished run resumes after the last epoch: nothing left to do
-    assert pretrain(*build(epochs=2), tmp_path)["epochs_run"] == 0
+    again = pretrain(*build(epochs=2), tmp_path)
+    assert again["epochs_run"] == 0 and again["encoder_drift"] is None  # initial weights not kept
 
 
 @pytest.mark.slow
