@@ -208,7 +208,9 @@ def record_file(profile: str, run: FinetuneRun, results: str | os.PathLike | Non
     )
 
 
-def _source_folder(folders: dict[str, Path], source: str) -> Path:
+def source_folder(folders: dict[str, Path], source: str) -> Path:
+    """The images a source's pre-training reads: LUNA's CT volumes (not its candidates), the
+    X-ray datasets as prepared. ``folders``: :func:`pcrl_lib.profiles.ensure_data`'s."""
     return folders[source] / "volumes" if source == "luna" else folders[source]
 
 
@@ -282,7 +284,7 @@ def pretrain_one(
     start = time.perf_counter()
     try:
         summary = run_pretrain(
-            _source_folder(folders, run.source),
+            source_folder(folders, run.source),
             pretrain_settings(profile, run.spatial_dims),
             out,
             method=run.method,

@@ -121,7 +121,10 @@ class FinetuneSettings:
     the time of a run does not grow with the ratio; more labels give more distinct samples,
     not more steps). ``precise_bn``: re-estimate the batch-norm statistics before each
     validation (:func:`pcrl_lib.engine.finetune.recalibrate_batch_norm`; small profiles,
-    whose few dozen steps leave the running statistics far from the weights')."""
+    whose few dozen steps leave the running statistics far from the weights').
+    ``eval_batch_size``: samples - or patches of a whole volume - per forward pass in
+    evaluation (default ``batch_size``; in evaluation mode they are independent, so only
+    speed and memory change: the demo's 16^3 patches go 64 at a time, ~1.5x faster than 4)."""
 
     epochs: int
     batch_size: int
@@ -136,6 +139,7 @@ class FinetuneSettings:
     steps: int | None = None
     evals: int = 5
     precise_bn: bool = False
+    eval_batch_size: int | None = None
 
     def schedule(self, n_samples: int) -> tuple[int, int]:
         """``(epochs, eval_every)`` for a training set of ``n_samples`` samples."""
@@ -148,7 +152,7 @@ class FinetuneSettings:
 
 _DEMO_SEGMENTATION = FinetuneSettings(
     0, 4, 0.1, (16, 16, 16), 4, 0, depth=5, width=0.25, dtype="bf16", steps=90, evals=3,
-    precise_bn=True,
+    precise_bn=True, eval_batch_size=64,
 )  # fmt: skip
 _SMOKE_SEGMENTATION = FinetuneSettings(
     0, 2, 0.05, (32, 32, 16), 1, 0, depth=5, width=0.125, steps=4, evals=2, precise_bn=True

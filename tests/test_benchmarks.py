@@ -94,27 +94,12 @@ def test_linear_probe_prints_one_line_per_method_and_ratio(tmp_path):
 
 
 @pytest.mark.slow
-def test_pretrain_vs_scratch_prints_each_pretraining_run_and_the_spread(tmp_path):
+def test_pretrain_vs_scratch_prints_each_pretraining_run_and_the_gap(tmp_path):
+    common = ["--profile", "smoke", "--seeds", "0", "--finetune-steps", "1"]
+    common += ["--data-root", str(tmp_path / "data")]
     out = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH / "pretrain_vs_scratch.py"),
-            "--profile",
-            "smoke",
-            "--task",
-            "lits",
-            "--seeds",
-            "0",
-            "--pretrain-seeds",
-            "0",
-            "1",
-            "--finetune-steps",
-            "1",
-            "--data-root",
-            str(tmp_path / "data"),
-            "--out",
-            str(tmp_path / "work"),
-        ],
+        [sys.executable, str(BENCH / "pretrain_vs_scratch.py"), *common, "--table", "table8"]
+        + ["--pretrain-seeds", "0", "1", "--out", str(tmp_path / "ct")],
         capture_output=True,
         text=True,
         check=True,
@@ -124,6 +109,19 @@ def test_pretrain_vs_scratch_prints_each_pretraining_run_and_the_spread(tmp_path
     assert [x["pretrain_seed"] for x in pretraining] == [0, 1]
     assert all(x["encoder_drift"]["first"] > 0 for x in pretraining)  # the runs moved the stem
     summary = lines[-1]
-    assert set(summary) == {"task", "ratio", "seeds", "TS", "PCRLv2/p0", "PCRLv2/p1"}
-    assert all(summary[m]["std"] == 0.0 for m in ("TS", "PCRLv2/p0"))  # one seed: no spread
-    assert 0 <= summary["TS"]["mean"] <= 1
+    assert (summary["table"], summary["task"], summary["ratio"]) == ("table8", "lits", 0.1)
+    assert {"TS", "PCRLv2/p0", "PCRLv2/p1"} <= set(summary)
+    p0, ts = summary["PCRLv2/p0"], summary["TS"]
+    assert p0["spread"] == 0.0 and ts["std"] == 0.0  # one fine-tuning seed: no spread
+    assert p0["gap"] == pytest.approx(p0["mean"] - ts["mean"], abs=0.02)
+    assert p0["beats_ts"] == (p0["gap"] > 0)
+
+
+def test_pretrain_vs_scratch_refuses_a_supervised_reference_for_ct(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "pretrain_vs_scratch.py"), "--table", "table7"]
+        + ["--supervised-reference", "--data-root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "needs an X-ray source; table7's is luna" in out.stderr

@@ -1,4 +1,5 @@
-"""Notebooks are committed without outputs and carry a papermill ``parameters`` cell."""
+"""Notebooks are committed without outputs, carry a papermill ``parameters`` cell and give
+every cell a unique id (nbformat 4.5; a missing id is a warning today, an error later)."""
 
 import json
 from pathlib import Path
@@ -19,6 +20,9 @@ def hygiene_problems(path: Path) -> list[str]:
     for i, cell in enumerate(cells):
         if cell.get("cell_type") == "code" and (cell.get("outputs") or cell.get("execution_count")):
             problems.append(f"{path.name}: cell {i} has stored outputs or an execution count")
+    ids = [cell.get("id") for cell in cells]
+    if None in ids or len(set(ids)) != len(ids):
+        problems.append(f"{path.name}: cells without an id or with a repeated one")
     if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells):
         problems.append(f"{path.name}: no cell tagged 'parameters'")
     return problems
@@ -49,3 +53,4 @@ def test_checker_flags_outputs_and_missing_parameters(tmp_path):
     problems = hygiene_problems(bad)
     assert any("stored outputs" in p for p in problems)
     assert any("parameters" in p for p in problems)
+    assert any("without an id" in p for p in problems)

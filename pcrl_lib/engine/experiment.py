@@ -77,6 +77,7 @@ def finetune_config(
         overlap=settings.overlap,
         eval_every=eval_every,
         precise_bn=settings.precise_bn,
+        eval_batch_size=settings.eval_batch_size,
         device=default_device(),
     )
 

@@ -46,11 +46,14 @@ class FinetuneConfig(TrainConfig):
     overlap: int = 0  # voxels shared by neighbouring inference patches
     eval_every: int = 1  # validate (model selection) every k epochs and after the last
     precise_bn: bool = False  # re-estimate batch-norm statistics before each validation
+    eval_batch_size: int | None = None  # samples (or patches) per forward in evaluation
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be >= 1 or None, got {self.eval_batch_size}")
 
 
 def task_loss(task: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -69,8 +72,9 @@ def evaluate(
     ``"per_case"`` for bootstrap intervals)."""
     model.eval()
     device = torch.device(cfg.device)
+    per_forward = cfg.eval_batch_size or cfg.batch_size  # eval mode: samples are independent
     if cfg.task == "classification":
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+        loader = DataLoader(dataset, batch_size=per_forward, num_workers=cfg.num_workers)
         scores, labels = [], []
         for batch in loader:
             with autocast_context(cfg.dtype, device.type):
@@ -90,7 +94,7 @@ def evaluate(
                 batch["image"][0],
                 cfg.patch_size,
                 cfg.overlap,
-                cfg.batch_size,
+                per_forward,
                 cfg.dtype,
                 cfg.device,
             )

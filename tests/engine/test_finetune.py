@@ -132,3 +132,15 @@ def test_small_profiles_use_precise_bn_the_paper_profile_does_not():
         assert finetune_config("classification", finetune_settings("demo", task)).precise_bn
         assert finetune_config("classification", finetune_settings("smoke", task)).precise_bn
         assert not finetune_config("classification", finetune_settings("paper", task)).precise_bn
+
+
+def test_whole_volume_evaluation_batch_changes_nothing_but_speed(tmp_path):
+    torch.manual_seed(0)
+    model = SegmentationUNet(3, 1, 1, depth=3, width=0.125)
+    cfg = FinetuneConfig(task="segmentation", epochs=1, batch_size=2, patch_size=(8, 8, 8))
+    finetune(model, Blobs(8, 0), Blobs(4, 1), cfg, tmp_path)
+    one_at_a_time = evaluate(model, Blobs(4, 2), replace(cfg, eval_batch_size=1))
+    all_at_once = evaluate(model, Blobs(4, 2), replace(cfg, eval_batch_size=8))  # 8 patches/case
+    assert all_at_once["per_case"] == one_at_a_time["per_case"]
+    with pytest.raises(ValueError, match="eval_batch_size"):
+        replace(cfg, eval_batch_size=0)
