@@ -14,7 +14,8 @@ Prints one JSON line per pre-training run (wall time; how far it moved the encod
 standard deviation over the fine-tuning seeds per initialisation, and for each its gap to
 TS against the spread (the sum of the two standard deviations, as in the 07 report). The
 spread covers fine-tuning seeds only; the pre-training seeds show how much the pre-training
-run moves the result besides.
+run moves the result besides. Runs use one thread, as the grid's do: with bf16 the sums,
+and so the numbers, depend on the thread count.
 
     python benchmarks/pretrain_vs_scratch.py --profile demo --table table8 \\
         --seeds 0 1 2 --pretrain-seeds 0 1 2
@@ -30,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from pcrl_lib.engine.experiment import run_finetune, run_pretrain
 from pcrl_lib.grid import MAIN_TABLES, PretrainRun, source_folder
@@ -58,12 +60,14 @@ def main() -> None:
     parser.add_argument("--pretrain-seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--supervised-reference", action="store_true")
     parser.add_argument("--reference-steps", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1, help="1: as the grid's runs")
     parser.add_argument("--data-root", default=None, help="default: $PCRL_DATA_ROOT")
     parser.add_argument("--out", default=None, help="work folder (default: temporary)")
     parser.add_argument("--pretrain-epochs", type=int, default=None, help="override the profile's")
     parser.add_argument("--finetune-lr", type=float, default=None, help="override the profile's")
     parser.add_argument("--finetune-steps", type=int, default=None, help="override the profile's")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)  # bf16 sums depend on it: same threads, same numbers
     spec = MAIN_TABLES[args.table]
     ratio = spec.ratios[0] if args.ratio is None else args.ratio
     source = PretrainRun(spec.source, "PCRLv2")

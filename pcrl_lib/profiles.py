@@ -123,8 +123,9 @@ class FinetuneSettings:
     validation (:func:`pcrl_lib.engine.finetune.recalibrate_batch_norm`; small profiles,
     whose few dozen steps leave the running statistics far from the weights').
     ``eval_batch_size``: samples - or patches of a whole volume - per forward pass in
-    evaluation (default ``batch_size``; in evaluation mode they are independent, so only
-    speed and memory change: the demo's 16^3 patches go 64 at a time, ~1.5x faster than 4)."""
+    evaluation (default ``batch_size``). In evaluation mode they are independent: speed and
+    memory change, and in bf16 the rounding of a few outputs (the demo's 16^3 patches go 64
+    at a time, ~1.5x faster than 4)."""
 
     epochs: int
     batch_size: int
