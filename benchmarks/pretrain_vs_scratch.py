@@ -30,21 +30,23 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pcrl_lib.engine.experiment import run_finetune, run_pretrain
 from pcrl_lib.grid import MAIN_TABLES, PretrainRun, source_folder
 from pcrl_lib.profiles import ensure_data, finetune_settings, pretrain_settings
+from pcrl_lib.report import seed_spread, seed_stats
 
 
 def _summary(scores: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    """Mean and std per initialisation; for each but TS, its gap to TS and the spread."""
-    out = {k: {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in scores.items()}
-    ts = out["TS"]
+    """Mean and std per initialisation; for each but TS, its gap to TS and the spread (the
+    07 report's rule, :func:`pcrl_lib.report.seed_spread`)."""
+    stats = {k: seed_stats(v) for k, v in scores.items()}
+    out = {k: {"mean": s[0], "std": s[1]} for k, s in stats.items()}
     for name, s in out.items():
         if name != "TS":
-            s["gap"], s["spread"] = s["mean"] - ts["mean"], s["std"] + ts["std"]
+            s["gap"] = s["mean"] - out["TS"]["mean"]
+            s["spread"] = seed_spread(stats[name], stats["TS"])
             s["beats_ts"] = bool(s["gap"] > s["spread"])
     rounded = lambda s: {m: round(x, 2) if isinstance(x, float) else x for m, x in s.items()}  # noqa: E731
     return {k: rounded(s) for k, s in out.items()}

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from pcrl_lib.paths import PUBLISHED_DIR
-from pcrl_lib.report import ordering_checks, side_by_side, write_html
+from pcrl_lib.report import ordering_checks, seed_spread, seed_stats, side_by_side, write_html
 from pcrl_lib.tables import regenerate
 
 
@@ -57,3 +57,9 @@ def test_html_page_is_written_whole(tmp_path):
     text = path.read_text()
     assert text.startswith("<!doctype html>") and text.endswith("</html>")
     assert "title &lt;x&gt;" in text and "<p>b</p>" in text
+
+
+def test_seed_stats_and_spread_by_hand():
+    assert seed_stats([1.0, 3.0, float("nan")]) == (2.0, 1.0, 2)  # population std; NaN dropped
+    assert seed_stats([float("nan")]) is None
+    assert seed_spread((60.0, 1.0, 3), (55.0, 0.5, 3)) == 1.5
