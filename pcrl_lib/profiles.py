@@ -117,9 +117,9 @@ class FinetuneSettings:
     ``patch_size``: training patch (segmentation); evaluation runs over whole volumes
     patch by patch with ``overlap``. ``depth`` / ``width``: the 3D encoder's size (must
     match the pre-trained one). ``steps``: when set, ``epochs`` is ignored and every label
-    ratio trains for about this many SGD steps, validating ``evals`` times (small profiles:
-    the time of a run does not grow with the ratio; more labels give more distinct samples,
-    not more steps). ``precise_bn``: re-estimate the batch-norm statistics before each
+    ratio trains for about this many SGD steps, validating at most ``evals`` times, the last
+    epoch always among them (small profiles: the time of a run does not grow with the ratio;
+    more labels give more distinct samples, not more steps). ``precise_bn``: re-estimate the batch-norm statistics before each
     validation (:func:`pcrl_lib.engine.finetune.recalibrate_batch_norm`; small profiles,
     whose few dozen steps leave the running statistics far from the weights').
     ``eval_batch_size``: samples - or patches of a whole volume - per forward pass in
@@ -143,12 +143,19 @@ class FinetuneSettings:
     eval_batch_size: int | None = None
 
     def schedule(self, n_samples: int) -> tuple[int, int]:
-        """``(epochs, eval_every)`` for a training set of ``n_samples`` samples."""
+        """``(epochs, eval_every)`` for a training set of ``n_samples`` samples.
+
+        With ``steps``: ``epochs = ceil(steps / (n_samples // batch_size))`` and
+        ``eval_every = ceil(epochs / evals)``, so that validating every ``eval_every``
+        epochs and after the last (:func:`pcrl_lib.engine.finetune.finetune`) happens at
+        most ``evals`` times - e.g. 40 epochs, 3 evals: after epochs 14, 28 and 40."""
         if self.steps is None:
             return self.epochs, self.eval_every
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         per_epoch = max(1, n_samples // self.batch_size)
         epochs = max(1, math.ceil(self.steps / per_epoch))
-        return epochs, max(1, epochs // self.evals)
+        return epochs, max(1, math.ceil(epochs / self.evals))
 
 
 _DEMO_SEGMENTATION = FinetuneSettings(
