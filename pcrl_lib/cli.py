@@ -69,7 +69,9 @@ def _pretrain(args: argparse.Namespace) -> int:
     data = PreparedDataset(args.data)
     dims = data.load(data.manifest.index[0])["image"].ndim - 1
     settings = _settings_with(
-        pretrain_settings(args.profile, dims), args, ("epochs", "batch_size", "lr", "dtype")
+        pretrain_settings(args.profile, dims),
+        args,
+        ("epochs", "batch_size", "lr", "dtype", "encoder_init"),
     )
     summary = run_pretrain(
         args.data, settings, args.out, method=args.method, preset=args.preset, split=args.split, seed=args.seed,
@@ -233,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pre.add_argument(
         "--split", default="train", help="which split's cases to pre-train on (default train)"
+    )
+    pre.add_argument(
+        "--encoder-init",
+        metavar="FILE|imagenet",
+        help=(
+            "start the encoder from these weights instead of a random initialisation; "
+            "'imagenet': torchvision's ResNet-18 file ($PCRL_IMAGENET_WEIGHTS or the torch hub "
+            "cache; never downloaded), as the official 2D code starts (smp's default)"
+        ),
     )
     pre.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     pre.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -205,7 +205,16 @@ def finetune_settings(profile: str, task: str) -> FinetuneSettings:
 @dataclass(frozen=True)
 class PretrainSettings:
     """Pre-training settings at one profile (paper: Sec. 4.3). ``views``: overrides of
-    :func:`pcrl_lib.views.paper_view_config` (crop sizes, output sizes) for small data."""
+    :func:`pcrl_lib.views.paper_view_config` (crop sizes, output sizes) for small data.
+
+    ``encoder_init``: a weights file the encoder starts from instead of its random
+    initialisation (any file :func:`pcrl_lib.models.checkpoints.load_encoder` reads), or
+    ``"imagenet"`` for torchvision's ImageNet ResNet-18
+    (:func:`pcrl_lib.methods.imagenet.imagenet_resnet18`; 2D). The paper does not mention
+    one; the official 2D code does start from ImageNet - ``train_2d.py`` builds
+    ``smp.Unet("resnet18", in_channels=3, classes=3)`` (RL4M/PCRLv2
+    ``models/pcrlv2_model.py``), whose ``encoder_weights`` default is ``"imagenet"``.
+    Every profile leaves it ``None``, as the paper describes the method."""
 
     epochs: int
     batch_size: int
@@ -214,6 +223,7 @@ class PretrainSettings:
     dtype: str = "fp32"
     lr: float = 1e-2
     views: dict[str, Any] | None = None
+    encoder_init: str | None = None
 
 
 def _small_views(global_sizes, global_out, local_sizes, local_out) -> dict[str, Any]:

@@ -36,6 +36,12 @@ def test_pretrain_finetune_evaluate(smoke_data, tmp_path, capsys, monkeypatch):
     )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["epochs_run"] == 1 and (tmp_path / "pt" / "last.pt").is_file()
+    assert summary["encoder_init"] is None
+    # a second pre-training that starts its encoder from the first one's
+    again = ["pretrain", "--data", str(luna / "volumes"), "--out", str(tmp_path / "pt2")]
+    init = str(tmp_path / "pt" / "last.pt")
+    assert main([*again, "--profile", "smoke", "--quiet", "--encoder-init", init]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["encoder_init"] == init
     args = [
         "finetune",
         "luna",
@@ -105,6 +111,9 @@ def test_errors_say_what_to_fix(smoke_data, tmp_path, capsys):
     ev = ["evaluate", "luna", "--data", str(smoke_data["luna"]), "--profile", "smoke"]
     assert main([*ev, "--weights", str(tmp_path / "missing.pt")]) == 2
     assert "missing.pt" in capsys.readouterr().err
+    pre = ["pretrain", "--data", str(smoke_data["luna"] / "volumes"), "--out", str(tmp_path / "p")]
+    assert main([*pre, "--profile", "smoke", "--encoder-init", str(tmp_path / "no_init.pt")]) == 2
+    assert "no_init.pt" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["finetune", "lung", "--data", "x", "--out", "y"])
     assert "invalid choice: 'lung'" in capsys.readouterr().err

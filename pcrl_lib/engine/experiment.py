@@ -27,8 +27,10 @@ from pcrl_lib.engine.finetune import (
     write_run_record,
 )
 from pcrl_lib.engine.pretrain import PretrainConfig, ViewDataset, pretrain
+from pcrl_lib.methods.imagenet import imagenet_resnet18
 from pcrl_lib.methods.inputs import VisualWordInputs, discover_visual_words
 from pcrl_lib.methods.registry import get_method
+from pcrl_lib.models.checkpoints import load_encoder
 from pcrl_lib.models.downstream import load_pretrained_encoder
 from pcrl_lib.paths import results_root
 from pcrl_lib.pipeline import paper_view_generator
@@ -168,9 +170,10 @@ def run_pretrain(
 ) -> dict:
     """Pre-train ``method`` (a key of :data:`pcrl_lib.methods.registry.METHODS`) on the
     ``split`` cases of a prepared image dataset (CT volumes or X-rays; the dimension is read
-    from the data) and return :func:`pretrain`'s summary. ``preset`` and ``method_overrides``
-    go to PCRLv2's :func:`pcrl_lib.methods.pcrlv2_config` (the ablations) or to the
-    baseline's constructor."""
+    from the data) and return :func:`pretrain`'s summary plus ``encoder_init`` (the file the
+    encoder started from, ``settings.encoder_init``; ``None``: random). ``preset`` and
+    ``method_overrides`` go to PCRLv2's :func:`pcrl_lib.methods.pcrlv2_config` (the
+    ablations) or to the baseline's constructor."""
     data = PreparedDataset(data_folder)
     ids = data.splits((split,))[split]
     dims = data.load(ids[0])["image"].ndim - 1
@@ -185,6 +188,9 @@ def run_pretrain(
         )
         method_overrides["n_words"] = n_words
     model = spec.build(dims, channels, settings.depth, settings.width, **method_overrides)
+    init = encoder_init_file(settings.encoder_init)
+    if init is not None:
+        load_encoder(model.encoder, init)
     crops = model.config.crops if method == "PCRLv2" else "none"
     base = paper_view_generator(dims, crops, **(settings.views or {}))
     images = pretraining_images(data, ids, channels)
@@ -203,7 +209,26 @@ def run_pretrain(
         progress_bar=progress_bar,
         device=default_device(),
     )
-    return pretrain(model, dataset, cfg, out_dir)
+    summary = pretrain(model, dataset, cfg, out_dir)
+    return {**summary, "encoder_init": None if init is None else str(init)}
+
+
+def encoder_init_file(spec: str | os.PathLike | None) -> Path | None:
+    """The file :attr:`PretrainSettings.encoder_init` names: ``None`` (random
+    initialisation), ``"imagenet"`` (:func:`pcrl_lib.methods.imagenet.imagenet_resnet18`,
+    which says how to obtain the file when absent) or a path, which must exist.
+
+    Raises:
+        FileNotFoundError: the file is not there.
+    """
+    if spec is None:
+        return None
+    if str(spec) == "imagenet":
+        return imagenet_resnet18()
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: encoder_init names no file")
+    return path
 
 
 def transvw_word_counts(n_images: int, n_words: int, k_neighbours: int) -> tuple[int, int]:
