@@ -119,9 +119,10 @@ class FinetuneSettings:
     match the pre-trained one). ``steps``: when set, ``epochs`` is ignored and every label
     ratio trains for about this many SGD steps, validating at most ``evals`` times, the last
     epoch always among them (small profiles: the time of a run does not grow with the ratio;
-    more labels give more distinct samples, not more steps). ``precise_bn``: re-estimate the batch-norm statistics before each
-    validation (:func:`pcrl_lib.engine.finetune.recalibrate_batch_norm`; small profiles,
-    whose few dozen steps leave the running statistics far from the weights').
+    more labels give more distinct samples, not more steps). ``precise_bn``: re-estimate the
+    batch-norm statistics before each validation
+    (:func:`pcrl_lib.engine.finetune.recalibrate_batch_norm`; small profiles, whose few
+    dozen steps leave the running statistics far from the weights').
     ``eval_batch_size``: samples - or patches of a whole volume - per forward pass in
     evaluation (default ``batch_size``). In evaluation mode they are independent: speed and
     memory change, and in bf16 the rounding of a few outputs (the demo's 16^3 patches go 64

@@ -174,6 +174,7 @@ def run_pretrain(
     encoder started from, ``settings.encoder_init``; ``None``: random). ``preset`` and
     ``method_overrides`` go to PCRLv2's :func:`pcrl_lib.methods.pcrlv2_config` (the
     ablations) or to the baseline's constructor."""
+    init = encoder_init_file(settings.encoder_init)  # a missing file fails before any work
     data = PreparedDataset(data_folder)
     ids = data.splits((split,))[split]
     dims = data.load(ids[0])["image"].ndim - 1
@@ -188,7 +189,6 @@ def run_pretrain(
         )
         method_overrides["n_words"] = n_words
     model = spec.build(dims, channels, settings.depth, settings.width, **method_overrides)
-    init = encoder_init_file(settings.encoder_init)
     if init is not None:
         load_encoder(model.encoder, init)
     crops = model.config.crops if method == "PCRLv2" else "none"
