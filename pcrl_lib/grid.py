@@ -11,14 +11,21 @@ Variants of PCRLv2 (the ``variant`` field of records, see :mod:`pcrl_lib.tables`
 ``skip`` (Table I), ``crossed`` (Table II), ``row0`` ... ``row5`` (Table III; row 6 is the
 full method). Their switches are :data:`VARIANTS`.
 
-Seeds: every cell runs ``seeds_all`` seeds; PCRLv2 and TS at the lowest label ratio of Tables
-IV-VIII run ``seeds_spread`` seeds, so the 07 report can compare their gap with the spread.
+Seeds and draws (:class:`SeedPlan`): an ordinary cell runs ``seeds_all`` fine-tuning seeds
+from one pre-training run on the official labelled subset (label draw 0). A **compared cell**
+- PCRLv2 and TS at the lowest label ratio of Tables IV-VIII, and the PCRLv2 variants the
+ablation checks compare (``compared_variants``) with the full method on their cells - runs
+every (pre-training seed, label draw) pair: ``pretrain_seeds`` pre-training runs of the
+method, ``label_draws`` patient-clustered labelled subsets (:func:`pcrl_lib.data.splits.label_draw`;
+the same draws for every method, fine-tuning seed = draw), so that
+:mod:`pcrl_lib.verdicts` can give each check a paired interval over everything that varies.
 
 Where things go (under ``results/<profile>/``): ``pretrain/<source>_<method>[-<variant>]/``
 (``last.pt``, ``log.jsonl``, ``summary.json`` when finished, ``failed.json`` when it diverged),
 ``finetune/<record stem>/`` (``best.pt`` only for the runs the figures need) and
-``runs/<task>_<protocol>_r<ratio>_<method>[-<variant>]_s<seed>.json`` (the records tables
-are built from).
+``runs/<task>_<protocol>_r<ratio>_<method>[-<variant>][_p<pre-training seed>][_d<draw>]_s<seed>.json``
+(the records tables are built from; ``_p`` / ``_d`` only when not 0). A pre-training run
+with seed ``k > 0`` goes to ``pretrain/<source>_<method>[-<variant>]_p<k>/``.
 """
 
 from __future__ import annotations
@@ -90,16 +97,60 @@ ABLATIONS: tuple[tuple[str, str, str, float, str, tuple[str, ...]], ...] = (
 
 TABLES = ("table1", "table2", "table3", *MAIN_TABLES)
 
+# the table whose task (at its lowest ratio) probes each source's pre-trained encoders
+PROBE_TABLES = {"luna": "table5", "nih": "table4", "chexpert": "table6"}
+
 
 @dataclass(frozen=True)
 class SeedPlan:
-    """How many seeds each cell runs (see the module docstring)."""
+    """How many runs each cell gets, and which cells a profile runs (module docstring).
+
+    ``seeds_all``: fine-tuning seeds of an ordinary cell. ``label_draws``: the label draws
+    of a compared cell. ``pretrain_seeds``: the pre-training runs behind a compared cell of
+    a pre-trained method; ``paired_draws=True`` pairs them with the draws one to one (draw
+    ``d`` fine-tunes from pre-training seed ``d``; ``pretrain_seeds == label_draws``):
+    every (pre-training run, labelled subset) unit is independent of the others at a fifth
+    of the crossed design's fine-tuning runs; ``False`` crosses every seed with every draw.
+    ``compared_variants``: the PCRLv2 variants whose ablation cells are compared cells.
+    ``higher_ratio_methods``: the methods run at the ratios above the lowest (``None``:
+    every method of the table). ``skip_tables``: tables the profile does not run (their
+    cells read ``not run``)."""
 
     seeds_all: int
-    seeds_spread: int
+    pretrain_seeds: int
+    label_draws: int
+    compared_variants: tuple[str, ...] = ("", "skip", "crossed")
+    paired_draws: bool = False
+    higher_ratio_methods: tuple[str, ...] | None = None
+    skip_tables: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.paired_draws and self.pretrain_seeds != self.label_draws:
+            raise ValueError(
+                f"paired_draws needs pretrain_seeds == label_draws, got "
+                f"{self.pretrain_seeds} and {self.label_draws}"
+            )
+
+    def units(self, pretrained: bool) -> list[tuple[int, int]]:
+        """The ``(pre-training seed, label draw)`` pairs of a compared cell."""
+        draws = range(self.label_draws)
+        if not pretrained:
+            return [(0, d) for d in draws]
+        if self.paired_draws:
+            return [(d, d) for d in draws]
+        return [(p, d) for p in range(self.pretrain_seeds) for d in draws]
 
 
-SEEDS = {"smoke": SeedPlan(1, 2), "demo": SeedPlan(1, 3), "paper": SeedPlan(3, 3)}
+SEEDS = {
+    "smoke": SeedPlan(1, 2, 2, ("", "skip"), paired_draws=True),
+    # the demo: 5 independent (pre-training run, label draw) units per compared cell; the
+    # ratios above the lowest for TS and PCRLv2 only; Table III's rows not run (they need
+    # 12 pre-training runs of their own) - the cuts that keep the demo near 30 minutes
+    "demo": SeedPlan(
+        1, 5, 5, paired_draws=True, higher_ratio_methods=("TS", "PCRLv2"), skip_tables=("table3",)
+    ),
+    "paper": SeedPlan(3, 3, 5, tuple(VARIANTS)),
+}
 # smoke runs each main table at its lowest ratio only (the other cells read "not run")
 LOWEST_ONLY = {"smoke": True, "demo": False, "paper": False}
 
@@ -111,11 +162,13 @@ class PretrainRun:
     source: str
     method: str
     variant: str = ""
+    seed: int = 0
 
     @property
     def name(self) -> str:
-        """``<source>_<method>[-<variant>]``, its folder under ``pretrain/``."""
-        return f"{self.source}_{self.method}" + (f"-{self.variant}" if self.variant else "")
+        """``<source>_<method>[-<variant>][_p<seed>]``, its folder under ``pretrain/``."""
+        tag = f"{self.source}_{self.method}" + (f"-{self.variant}" if self.variant else "")
+        return tag + (f"_p{self.seed}" if self.seed else "")
 
     @property
     def spatial_dims(self) -> int:
@@ -139,16 +192,32 @@ class FinetuneRun:
     seed: int = 0
     pretrain: PretrainRun | None = None
     tables: tuple[str, ...] = field(default=(), compare=False)
+    draw: int = 0
+
+    @property
+    def pretrain_seed(self) -> int | None:
+        """The seed of the pre-training run it starts from (``None``: TS, IN)."""
+        return None if self.pretrain is None else self.pretrain.seed
 
     @property
     def name(self) -> str:
-        """The stem of its record file."""
-        tag = self.method + (f"-{self.variant}" if self.variant else "")
-        return f"{self.task}_{self.protocol}_r{self.label_ratio:g}_{tag}_s{self.seed}"
+        """The stem of its record file (:func:`pcrl_lib.engine.experiment.record_path`)."""
+        from pcrl_lib.engine.experiment import record_stem
+
+        return record_stem(
+            self.task,
+            self.protocol,
+            self.label_ratio,
+            self.method,
+            self.seed,
+            self.variant,
+            self.draw,
+            self.pretrain_seed or 0,
+        )
 
 
-def _pretrain_for(method: str, source: str, variant: str = "") -> PretrainRun | None:
-    return None if method in ("TS", "IN") else PretrainRun(source, method, variant)
+def _pretrain_for(method: str, source: str, variant: str = "", seed: int = 0) -> PretrainRun | None:
+    return None if method in ("TS", "IN") else PretrainRun(source, method, variant, seed)
 
 
 def finetune_runs(profile: str, tables: tuple[str, ...] = TABLES) -> list[FinetuneRun]:
@@ -157,26 +226,44 @@ def finetune_runs(profile: str, tables: tuple[str, ...] = TABLES) -> list[Finetu
     plan = SEEDS[profile]
     runs: dict[FinetuneRun, set[str]] = {}
 
-    def add(table, task, protocol, ratio, method, variant, source, seeds):
-        for seed in range(seeds):
+    def add(table, task, protocol, ratio, method, variant, source, compared):
+        if compared:  # every (pre-training seed, label draw) unit; fine-tuning seed = draw
+            triples = [(p, d, d) for p, d in plan.units(method not in ("TS", "IN"))]
+        else:
+            triples = [(0, 0, s) for s in range(plan.seeds_all)]
+        for pseed, draw, seed in triples:
             run = FinetuneRun(
-                task, protocol, ratio, method, variant, seed, _pretrain_for(method, source, variant)
+                task,
+                protocol,
+                ratio,
+                method,
+                variant,
+                seed,
+                _pretrain_for(method, source, variant, pseed),
+                draw=draw,
             )
             runs.setdefault(run, set()).add(table)
 
+    tables = tuple(t for t in tables if t not in plan.skip_tables)
     for table, task, protocol, ratio, source, variants in ABLATIONS:
         if table in tables:
             for v in variants:
-                add(table, task, protocol, ratio, "PCRLv2", v, source, plan.seeds_all)
+                compared = v in plan.compared_variants and any(
+                    w != "" and w in plan.compared_variants for w in variants
+                )
+                add(table, task, protocol, ratio, "PCRLv2", v, source, compared)
     for spec in MAIN_TABLES.values():
         if spec.name not in tables:
             continue
         ratios = spec.ratios[:1] if LOWEST_ONLY[profile] else spec.ratios
         for ratio in ratios:
+            lowest = ratio == spec.ratios[0]
             for method in spec.methods:
-                spread = ratio == spec.ratios[0] and method in ("TS", "PCRLv2")
-                seeds = plan.seeds_spread if spread else plan.seeds_all
-                add(spec.name, spec.task, spec.protocol, ratio, method, "", spec.source, seeds)
+                others = plan.higher_ratio_methods
+                if not lowest and others is not None and method not in others:
+                    continue
+                compared = lowest and method in ("TS", "PCRLv2")
+                add(spec.name, spec.task, spec.protocol, ratio, method, "", spec.source, compared)
     return [replace(r, tables=tuple(sorted(t))) for r, t in runs.items()]
 
 
@@ -204,7 +291,16 @@ def record_file(profile: str, run: FinetuneRun, results: str | os.PathLike | Non
     from pcrl_lib.engine.experiment import record_path
 
     return record_path(
-        profile, run.task, run.protocol, run.label_ratio, run.method, run.seed, run.variant, results
+        profile,
+        run.task,
+        run.protocol,
+        run.label_ratio,
+        run.method,
+        run.seed,
+        run.variant,
+        results,
+        run.draw,
+        run.pretrain_seed or 0,
     )
 
 
@@ -288,17 +384,42 @@ def pretrain_one(
             pretrain_settings(profile, run.spatial_dims),
             out,
             method=run.method,
+            seed=run.seed,
             progress_bar=False,
             **run.overrides(),
         )
         status = "ran"
         if _is_main_process():
-            write_json_atomic(done, {**summary, "run": run.name, "wall_s": _since(start)})
+            wall = _since(start)
+            probe = probe_encoder(profile, run.source, folders, out / "last.pt")
+            summary = {**summary, "run": run.name, "wall_s": wall, "probe": probe}
+            write_json_atomic(done, summary)
     except FloatingPointError as err:  # a diverged loss (the engine's NaN / Inf check)
         status = "failed"
         if _is_main_process():
             write_json_atomic(failed, {"run": run.name, "error": str(err)})
     return {"run": run.name, "status": status, "seconds": _since(start)}
+
+
+def probe_encoder(
+    profile: str, source: str, folders: dict[str, Path], checkpoint: Path | None
+) -> dict:
+    """Linear probe of a pre-trained encoder (``None``: the random initialisation) on its
+    source's task at the lowest ratio of :data:`PROBE_TABLES`' table, over the profile's
+    label draws (:func:`pcrl_lib.engine.experiment.run_probe`)."""
+    from pcrl_lib.engine.experiment import run_probe
+    from pcrl_lib.profiles import finetune_settings
+
+    spec = MAIN_TABLES[PROBE_TABLES[source]]
+    return run_probe(
+        spec.task,
+        folders[spec.task],
+        finetune_settings(profile, spec.task),
+        checkpoint,
+        spec.protocol,
+        spec.ratios[0],
+        tuple(range(SEEDS[profile].label_draws)),
+    )
 
 
 def _is_main_process() -> bool:
@@ -358,6 +479,7 @@ def _finetune_one(
         "variant": run.variant,
         "table": ",".join(run.tables),
         "pretrain": run.pretrain.name if run.pretrain else None,
+        "pretrain_seed": run.pretrain_seed,
     }
     start = time.perf_counter()
     try:
@@ -372,6 +494,7 @@ def _finetune_one(
             protocol=run.protocol,
             label_ratio=run.label_ratio,
             seed=run.seed,
+            draw=run.draw,
             metrics={"mean": math.nan},
             config=None,
             error=f"pre-training {run.pretrain.name} diverged",
@@ -390,6 +513,7 @@ def _finetune_one(
         record=record,
         record_fields=fields,
         n_boot=n_boot,
+        draw=run.draw,
     )
     if not keep:
         shutil.rmtree(work, ignore_errors=True)

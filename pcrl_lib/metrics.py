@@ -120,15 +120,54 @@ def _percentile_interval(values: np.ndarray, n_boot: int, alpha: float) -> tuple
     return float(lo), float(hi)
 
 
+def weighted_auroc(y_true: np.ndarray, y_score: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """AUROC of each class under each row of case multiplicities ``counts`` - the exact
+    AUROC of a resample that holds case ``i`` ``counts[b, i]`` times.
+
+    It is the weighted Mann-Whitney statistic over the scores' distinct values (ties count
+    half): ``sum_{i pos, j neg} w_i w_j ([s_i > s_j] + [s_i = s_j] / 2) / (W_pos W_neg)``.
+
+    Args:
+        y_true, y_score: ``(N, C)`` labels in {0, 1} and scores.
+        counts: ``(B, N)`` non-negative multiplicities (a bootstrap resample each).
+
+    Returns:
+        ``(B, C)``; NaN where a resample holds no positive or no negative of a class.
+    """
+    y_true = np.asarray(y_true).astype(bool)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.float64)
+    n, n_classes = y_true.shape
+    if y_score.shape != y_true.shape or counts.ndim != 2 or counts.shape[1] != n:
+        raise ValueError(
+            f"weighted_auroc: labels {y_true.shape}, scores {y_score.shape} and counts "
+            f"{counts.shape} do not match ((N, C), (N, C), (B, N))"
+        )
+    aucs = np.full((len(counts), n_classes), np.nan)
+    for c in range(n_classes):
+        order = np.argsort(y_score[:, c], kind="stable")
+        ranked = y_score[order, c]
+        starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # distinct values
+        w = counts[:, order]
+        pos = y_true[order, c]
+        w_pos = np.add.reduceat(w * pos, starts, axis=1)  # (B, distinct scores)
+        w_neg = np.add.reduceat(w * ~pos, starts, axis=1)
+        below = np.cumsum(w_neg, axis=1) - w_neg
+        num = (w_pos * (below + 0.5 * w_neg)).sum(axis=1)
+        den = w_pos.sum(axis=1) * w_neg.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            aucs[:, c] = np.where(den > 0, num / den, np.nan)
+    return aucs
+
+
 def bootstrap_auroc(
     y_true: np.ndarray, y_score: np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
 ) -> tuple[list[tuple[float, float]], tuple[float, float]]:
     """Percentile bootstrap intervals of each class's AUROC and of their mean - the same
     resamples for all - computed at once.
 
-    Each resample is a vector of case multiplicities; its AUROC is the weighted
-    Mann-Whitney statistic over the scores' distinct values (ties count half), the exact
-    AUROC of the resampled cases. Resamples where a class is undefined (one label only)
+    Each resample is a vector of case multiplicities; its AUROC is the exact AUROC of the
+    resampled cases (:func:`weighted_auroc`). Resamples where a class is undefined (one label only)
     leave that class out (of the mean too); rules as :func:`bootstrap_ci`.
 
     Args:
@@ -138,22 +177,9 @@ def bootstrap_auroc(
         ``([(lo, hi) per class], (lo, hi) of the mean)``.
     """
     y_true = np.asarray(y_true).astype(bool)
-    y_score = np.asarray(y_score, dtype=np.float64)
     n, n_classes = y_true.shape
     counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot)
-    aucs = np.full((n_boot, n_classes), np.nan)
-    for c in range(n_classes):
-        _, group = np.unique(y_score[:, c], return_inverse=True)
-        onehot = np.zeros((n, group.max() + 1))
-        onehot[np.arange(n), group] = 1.0
-        pos, neg = y_true[:, c], ~y_true[:, c]
-        w_pos = counts[:, pos] @ onehot[pos]  # (B, distinct scores)
-        w_neg = counts[:, neg] @ onehot[neg]
-        below = np.cumsum(w_neg, axis=1) - w_neg
-        num = (w_pos * (below + 0.5 * w_neg)).sum(axis=1)
-        den = w_pos.sum(axis=1) * w_neg.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            aucs[:, c] = np.where(den > 0, num / den, np.nan)
+    aucs = weighted_auroc(y_true, y_score, counts)
     per_class = [_percentile_interval(aucs[:, c], n_boot, alpha) for c in range(n_classes)]
     with np.errstate(invalid="ignore"):
         defined = np.isfinite(aucs).any(axis=1)

@@ -36,22 +36,42 @@ DATA: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
             {"n": 5, "shape": (64, 64, 40), "spacing": (2.0, 2.0, 2.5), "margin": 4},
         ),
         "brats": ("synthetic-brats", {"n": 5, "shape": (40, 40, 32)}),
-        "nih": ("synthetic-nih", {"n": 60, "size": 32}),
-        "chexpert": ("synthetic-chexpert", {"n": 40, "size": 32}),
+        "nih": ("synthetic-nih", {"n": 60, "size": 64}),
+        "chexpert": ("synthetic-chexpert", {"n": 40, "size": 64}),
     },
+    # the demo's test splits are sized for a standard error of about a point on each table's
+    # headline metric (LUNA: ~480 test / ~120 validation positives; NIH: 1000 test X-rays;
+    # LiTS / BraTS: 40 test volumes), hence more data and larger test fractions than the
+    # paper's 70/10/20
     "demo": {
         "luna": (
             "synthetic-luna",
-            {"n": 100, "shape": (96, 96, 64), "spacing": (1.5, 1.5, 2.0), "crop": 32},
+            {
+                "n": 200,
+                "shape": (96, 96, 64),
+                "spacing": (1.5, 1.5, 2.0),
+                "crop": 32,
+                "max_nodules": 16,
+                "fractions": (0.5, 0.1, 0.4),
+            },
         ),
         "lits": (
             "synthetic-lits",
-            {"n": 30, "shape": (96, 96, 64), "spacing": (2.0, 2.0, 2.5), "margin": 8},
+            {
+                "n": 80,
+                "shape": (96, 96, 64),
+                "spacing": (2.0, 2.0, 2.5),
+                "margin": 8,
+                "fractions": (0.4, 0.1, 0.5),
+            },
         ),
-        "brats": ("synthetic-brats", {"n": 30, "shape": (64, 64, 56)}),
-        "nih": ("synthetic-nih", {"n": 1000, "size": 32}),
-        "chexpert": ("synthetic-chexpert", {"n": 1000, "size": 32}),
-    },
+        "brats": (
+            "synthetic-brats",
+            {"n": 80, "shape": (64, 64, 56), "fractions": (0.4, 0.1, 0.5)},
+        ),
+        "nih": ("synthetic-nih", {"n": 2500, "size": 64, "fractions": (0.5, 0.1, 0.4)}),
+        "chexpert": ("synthetic-chexpert", {"n": 1000, "size": 64}),
+    },  # fmt: skip
     "paper": {role: (role, {}) for role in ROLES},
 }
 
@@ -126,7 +146,10 @@ class FinetuneSettings:
     ``eval_batch_size``: samples - or patches of a whole volume - per forward pass in
     evaluation (default ``batch_size``). In evaluation mode they are independent: speed and
     memory change, and in bf16 the rounding of a few outputs (the demo's 16^3 patches go 64
-    at a time, ~1.5x faster than 4)."""
+    at a time, ~1.5x faster than 4). ``optimizer``: ``"sgd"`` (the paper's statement) or
+    ``"adam"`` (the released fine-tuning code, RL4M/PCRLv2 ``finetune.py``; the small
+    profiles, with ``lr`` chosen once on the validation split for TS and used for every
+    method - ``benchmarks/select_finetune_lr.py``)."""
 
     epochs: int
     batch_size: int
@@ -142,6 +165,7 @@ class FinetuneSettings:
     evals: int = 5
     precise_bn: bool = False
     eval_batch_size: int | None = None
+    optimizer: str = "sgd"
 
     def schedule(self, n_samples: int) -> tuple[int, int]:
         """``(epochs, eval_every)`` for a training set of ``n_samples`` samples.
@@ -159,12 +183,16 @@ class FinetuneSettings:
         return epochs, max(1, math.ceil(epochs / self.evals))
 
 
+# Adam at one learning rate for every method, chosen on the validation split for TS
+# (benchmarks/select_finetune_lr.py; results/studies/finetune_lr.csv)
+DEMO_FINETUNE_LR = 3e-3
 _DEMO_SEGMENTATION = FinetuneSettings(
-    0, 4, 0.1, (16, 16, 16), 4, 0, depth=5, width=0.25, dtype="bf16", steps=90, evals=3,
-    precise_bn=True, eval_batch_size=64,
+    0, 4, DEMO_FINETUNE_LR, (16, 16, 16), 4, 0, depth=5, width=0.25, dtype="bf16", steps=90,
+    evals=3, precise_bn=True, eval_batch_size=64, optimizer="adam",
 )  # fmt: skip
 _SMOKE_SEGMENTATION = FinetuneSettings(
-    0, 2, 0.05, (32, 32, 16), 1, 0, depth=5, width=0.125, steps=4, evals=2, precise_bn=True
+    0, 2, DEMO_FINETUNE_LR, (32, 32, 16), 1, 0, depth=5, width=0.125, steps=4, evals=2,
+    precise_bn=True, optimizer="adam",
 )  # fmt: skip
 
 FINETUNE: dict[str, dict[str, FinetuneSettings]] = {
@@ -177,22 +205,67 @@ FINETUNE: dict[str, dict[str, FinetuneSettings]] = {
         "lits": FinetuneSettings(240, 4, patch_size=(256, 256, 64), overlap=16),
     },
     # CPU scale (the whole grid in about 30 minutes on 2 cores): a quarter-width encoder,
-    # 32^3 candidates, 16^3 segmentation patches, and a step budget per run (``steps``)
+    # 32^3 candidates, 16^3 segmentation patches, a step budget per run (``steps``), Adam
+    # fmt: off
     "demo": {
+        # depth 3 (the released 3D model's): the classifier pools a 4^3 map of a 32^3
+        # candidate (depth 5 pooled 1^3); the pre-trained encoder's first stages load into it
         "luna": FinetuneSettings(
-            0, 8, 0.1, depth=5, width=0.25, dtype="bf16", steps=64, evals=3, precise_bn=True
+            0,
+            8,
+            DEMO_FINETUNE_LR,
+            depth=3,
+            width=0.25,
+            dtype="bf16",
+            steps=64,
+            evals=3,
+            precise_bn=True,
+            optimizer="adam",
         ),
-        "nih": FinetuneSettings(0, 32, 0.1, dtype="bf16", steps=40, evals=3, precise_bn=True),
+        "nih": FinetuneSettings(
+            0,
+            32,
+            DEMO_FINETUNE_LR,
+            dtype="bf16",
+            steps=40,
+            evals=3,
+            precise_bn=True,
+            optimizer="adam",
+        ),
         "brats": _DEMO_SEGMENTATION,
         "lits": _DEMO_SEGMENTATION,
     },
+    # fmt: on
     "smoke": {
-        "luna": FinetuneSettings(0, 8, depth=5, width=0.125, steps=4, evals=2, precise_bn=True),
-        "nih": FinetuneSettings(0, 16, steps=4, evals=2, precise_bn=True),
+        "luna": FinetuneSettings(
+            0, 8, DEMO_FINETUNE_LR, depth=3, width=0.125, steps=4, evals=2, precise_bn=True,
+            optimizer="adam",
+        ),
+        "nih": FinetuneSettings(
+            0, 16, DEMO_FINETUNE_LR, steps=4, evals=2, precise_bn=True, optimizer="adam"
+        ),
         "brats": _SMOKE_SEGMENTATION,
         "lits": _SMOKE_SEGMENTATION,
     },
 }
+
+
+# the paper's classification inputs (Sec. 4.1-4.3): 48^3 LUNA candidates, 224 px X-rays
+_PAPER_INPUT = {"luna": 48, "nih": 224}
+
+
+def classifier_input_shape(profile: str, task: str) -> tuple[int, ...]:
+    """``(C, *S)`` of one input of a classification task (``luna``, ``nih``) at ``profile``:
+    the candidate crop or the X-ray size the profile prepares."""
+    _check_profile(profile)
+    if task not in _PAPER_INPUT:
+        raise ValueError(f"{task!r} is not a classification task; choose luna or nih")
+    if profile == "paper":
+        side = _PAPER_INPUT[task]
+    else:
+        options = DATA[profile][task][1]
+        side = options["crop"] if task == "luna" else options["size"]
+    return (1, side, side, side) if task == "luna" else (3, side, side)
 
 
 def finetune_settings(profile: str, task: str) -> FinetuneSettings:

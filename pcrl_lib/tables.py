@@ -3,9 +3,11 @@
 For every CSV of ``results/published/`` the regenerated table has the same file name, the
 same columns and the same row keys; each numeric cell is looked up as a query on the run
 records (:func:`cell_query`): task, protocol, label ratio, method and variant, and the metric.
-A cell is the mean over seeds, in percent with one decimal; a cell without a record reads
-``not run``; a run that diverged (NaN metric) reads ``fail``, as the paper prints it; a
-per-class AUROC without positives in the test split reads ``undefined``.
+A cell is the mean over its runs (seeds, label draws, pre-training seeds), in percent with
+one decimal; a cell without a record reads ``not run``; a run that diverged (NaN metric)
+reads ``fail``, as the paper prints it; a per-class AUROC without positives in the test
+split reads ``undefined``. Every cell's standard error (:func:`cell_standard_error`) goes
+into the Markdown rendering beside it.
 
 Variants (the ``variant`` field of a record; empty for the full PCRLv2): ``skip`` (Table I,
 with skip connections), ``crossed`` (Table II), ``row0`` ... ``row5`` (Table III; row 6 is the
@@ -139,11 +141,37 @@ def cell_values(records: Iterable[dict], q: Query) -> list[float]:
     return out
 
 
+def cell_standard_error(records: Iterable[dict], q: Query) -> float | None:
+    """The standard error (points) of a cell's estimate, the mean of its ``n`` runs.
+
+    Two parts: the test split's sampling error, which every run of the cell shares (they are
+    tested on the same cases, so averaging runs does not shrink it) - each run's bootstrap
+    95 % interval over test cases gives ``se_test = width / 3.92``, and their mean square is
+    used - and the runs' own spread (seeds, label draws, pre-training runs) divided by
+    ``n``: ``sqrt(mean(se_test^2) + var_runs / n)``. ``None`` when no run has an interval.
+    """
+    ses, values = [], []
+    for rec in records:
+        if not _matches(rec, q):
+            continue
+        ci = rec["metrics"].get(f"{q.metric}_ci")
+        value = rec["metrics"].get(q.metric)
+        if ci is None or value is None or not np.all(np.isfinite(np.asarray(ci, float))):
+            continue
+        ses.append(100 * (float(ci[1]) - float(ci[0])) / 3.92)
+        values.append(100 * float(value))
+    if not ses:
+        return None
+    between = float(np.var(values, ddof=1)) / len(values) if len(values) > 1 else 0.0
+    return float(np.sqrt(np.mean(np.square(ses)) + between))
+
+
 def regenerate(
     table: str, records: list[dict], published_dir: str | os.PathLike = PUBLISHED_DIR
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The regenerated table (same columns and row keys as the published one) and a table of
-    the same shape holding the spread (std over seeds, and the number of seeds) per cell."""
+    the same shape holding each cell's standard error (:func:`cell_standard_error`), the
+    spread of its runs (std) and their number: ``±SE (sd S, n=N)``."""
     published = pd.read_csv(Path(published_dir) / f"{table}.csv", dtype=str, keep_default_na=False)
     values, spread = published.copy(), published.copy()
     for i, row in published.iterrows():
@@ -160,7 +188,9 @@ def regenerate(
                 values.at[i, col], spread.at[i, col] = UNDEFINED, ""
             else:
                 values.at[i, col] = f"{np.mean(v):.1f}"
-                spread.at[i, col] = f"±{np.std(v):.1f} (n={len(v)})"
+                se = cell_standard_error(records, q)
+                se_text = f"±{se:.1f} " if se is not None else ""
+                spread.at[i, col] = f"{se_text}(sd {np.std(v):.1f}, n={len(v)})"
     return values, spread
 
 

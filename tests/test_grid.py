@@ -60,21 +60,46 @@ def test_runs_are_unique_and_shared_runs_name_all_their_tables():
     assert shared.tables == ("table1", "table3", "table7")
 
 
-def test_lowest_ratio_of_each_main_table_has_the_spread_seeds():
+def test_lowest_ratio_of_each_main_table_crosses_pretraining_seeds_and_label_draws():
+    plan = SEEDS["demo"]
     runs = finetune_runs("demo")
     for spec in MAIN_TABLES.values():
-        for method in ("PCRLv2", "TS", "MG"):
-            seeds = {
-                r.seed
+        cell = {
+            method: [
+                r
                 for r in runs
                 if r.task == spec.task
                 and r.protocol == spec.protocol
                 and r.label_ratio == spec.ratios[0]
                 and r.method == method
                 and not r.variant
-            }
-            want = SEEDS["demo"].seeds_spread if method != "MG" else SEEDS["demo"].seeds_all
-            assert len(seeds) == want, (spec.name, method)
+            ]
+            for method in ("PCRLv2", "TS", "MG")
+        }
+        pairs = {(r.pretrain_seed, r.draw) for r in cell["PCRLv2"]}
+        assert pairs == {(p, d) for p in range(3) for d in range(5)}, spec.name
+        assert plan.pretrain_seeds == 3 and plan.label_draws == 5
+        # TS on the same draws, fine-tuning seed = draw on both sides (paired)
+        assert {(r.draw, r.seed) for r in cell["TS"]} == {(d, d) for d in range(5)}
+        assert all(r.seed == r.draw for r in cell["PCRLv2"])
+        assert {r.pretrain.name for r in cell["PCRLv2"]} == {
+            f"{spec.source}_PCRLv2",
+            f"{spec.source}_PCRLv2_p1",
+            f"{spec.source}_PCRLv2_p2",
+        }
+        assert len(cell["MG"]) == plan.seeds_all and cell["MG"][0].draw == 0
+
+
+def test_compared_ablation_variants_get_the_full_design_and_names_are_distinct():
+    runs = finetune_runs("demo")
+    skip = [r for r in runs if r.variant == "skip" and r.task == "lits"]
+    assert {(r.pretrain_seed, r.draw) for r in skip} == {(p, d) for p in range(3) for d in range(5)}
+    row0 = [r for r in runs if r.variant == "row0"]
+    assert all(r.draw == 0 and r.pretrain_seed == 0 for r in row0)
+    assert len({r.name for r in runs}) == len(runs)
+    one = next(r for r in skip if r.pretrain_seed == 2 and r.draw == 3)
+    assert one.name == "lits_transfer_r0.1_PCRLv2-skip_p2_d3_s3"
+    assert one.pretrain.name == "luna_PCRLv2-skip_p2"
 
 
 def test_smoke_runs_only_the_lowest_ratio():

@@ -44,3 +44,32 @@ def test_epoch_schedule_is_used_as_given_without_steps():
 def test_schedule_refuses_an_empty_training_set():
     with pytest.raises(ValueError, match="n_samples"):
         finetune_settings("demo", "nih").schedule(0)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "demo", "paper"])
+@pytest.mark.parametrize("task", ["luna", "nih"])
+def test_classifiers_pool_a_map_of_at_least_two_per_axis(profile, task):
+    """The pooled level must keep spatial context: a 1^3 bottleneck (depth 5 on a 32^3
+    candidate) normalises one number per channel and sample in batch norm."""
+    import torch
+
+    from pcrl_lib.models.downstream import Classifier
+    from pcrl_lib.profiles import classifier_input_shape
+
+    settings = finetune_settings(profile, task)
+    shape = classifier_input_shape(profile, task)
+    model = Classifier(len(shape) - 1, shape[0], 1, depth=settings.depth, width=settings.width)
+    with torch.no_grad():
+        pooled = model.encoder(torch.zeros(1, *shape))[-1]
+    assert min(pooled.shape[2:]) >= 2, (profile, task, tuple(pooled.shape))
+
+
+def test_demo_splits_are_sized_for_a_point_of_standard_error():
+    from pcrl_lib.profiles import DATA
+
+    luna = DATA["demo"]["luna"][1]
+    assert luna["fractions"][2] >= 0.4 and luna["max_nodules"] >= 16
+    assert DATA["demo"]["nih"][1]["n"] * DATA["demo"]["nih"][1]["fractions"][2] >= 1000
+    for role in ("lits", "brats"):
+        opts = DATA["demo"][role][1]
+        assert round(opts["n"] * opts["fractions"][2]) >= 40

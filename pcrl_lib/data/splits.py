@@ -13,6 +13,9 @@ files (one sample id a line), never overlapping.
 - **Transfer** (Tables VI-VIII): pre-train on all of the source dataset's training split;
   fine-tune on the first ``round(n * r)`` samples of the target's training split; validate
   and test on the target's own val / test splits.
+- **Label draws** (:func:`label_draw`): draw 0 is the ordered list above (the official
+  protocol); draw ``d > 0`` reorders the training list patient by patient with seed ``d``
+  before the same cut, so each draw labels another subset, the same for every method.
 """
 
 from __future__ import annotations
@@ -99,6 +102,36 @@ def transfer(target_train: Sequence[str], label_ratio: float) -> list[str]:
     the target's ordered training list (the source is pre-trained on whole)."""
     _check_ratio(label_ratio)
     return list(target_train[: max(1, round(len(target_train) * label_ratio))])
+
+
+def label_draw(
+    train: Sequence[str],
+    draw: int = 0,
+    patient_of: Callable[[str], str] | Mapping[str, str] | None = None,
+) -> list[str]:
+    """The training list in the order of label draw ``draw`` (see the module docstring).
+
+    Args:
+        train: the ordered training split.
+        draw: 0 keeps ``train`` as it is; ``d > 0`` shuffles the patients with seed ``d``
+            and lists each patient's samples together, in their original order (a
+            patient's candidates or images are drawn as a cluster).
+        patient_of: the patient of each id (default: each id is its own patient).
+
+    Returns:
+        A permutation of ``train``; :func:`semi_supervised` / :func:`transfer` cut it.
+    """
+    if draw < 0:
+        raise ValueError(f"label draw must be >= 0, got {draw}")
+    if draw == 0:
+        return list(train)
+    get = patient_of.__getitem__ if isinstance(patient_of, Mapping) else patient_of or (lambda i: i)
+    groups: dict[str, list[str]] = {}
+    for i in train:
+        groups.setdefault(get(i), []).append(i)
+    patients = list(groups)
+    order = np.random.default_rng([draw, 0x5EED]).permutation(len(patients))
+    return [i for k in order for i in groups[patients[k]]]
 
 
 def write_splits(folder: str | os.PathLike, splits: Mapping[str, Iterable[str]]) -> Path:

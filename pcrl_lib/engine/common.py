@@ -46,6 +46,22 @@ def sgd(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
     )
 
 
+OPTIMIZERS = ("sgd", "adam")
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, name: str = "sgd") -> torch.optim.Optimizer:
+    """``"sgd"``: :func:`sgd` (the paper's, Sec. 4.3). ``"adam"``: Adam with default betas
+    and no weight decay, as the released fine-tuning code (RL4M/PCRLv2
+    ``finetune.py``: ``torch.optim.Adam(model.parameters(), args.lr)``). Adam's step does
+    not scale with ``lr / ||W||^2`` under batch norm, so a pre-trained kernel whose norm
+    grew during pre-training is fine-tuned at the same effective rate as a fresh one."""
+    if name == "sgd":
+        return sgd(model, cfg)
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+
+
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
     """Set the learning rate of every parameter group."""
     for group in opt.param_groups:

@@ -7,6 +7,7 @@ split; evaluate on the test split with bootstrap intervals; write the run record
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -14,18 +15,22 @@ from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pcrl_lib.data.datasets import pretraining_images
 from pcrl_lib.data.prepared import PreparedDataset
-from pcrl_lib.data.splits import semi_supervised, transfer
+from pcrl_lib.data.splits import label_draw, semi_supervised, transfer
 from pcrl_lib.engine.finetune import (
     FinetuneConfig,
+    compact_per_case,
     evaluate,
     finetune,
+    recalibrate_batch_norm,
     with_intervals,
     write_run_record,
 )
+from pcrl_lib.engine.probe import fit_linear_probe, pooled_features
 from pcrl_lib.engine.pretrain import PretrainConfig, ViewDataset, pretrain
 from pcrl_lib.methods.imagenet import imagenet_resnet18
 from pcrl_lib.methods.inputs import VisualWordInputs, discover_visual_words
@@ -40,6 +45,23 @@ from pcrl_lib.tasks import get_task
 PROTOCOLS = ("semi", "transfer", "full")
 
 
+def record_stem(
+    task: str,
+    protocol: str,
+    label_ratio: float,
+    method: str,
+    seed: int,
+    variant: str = "",
+    draw: int = 0,
+    pretrain_seed: int = 0,
+) -> str:
+    """``<task>_<protocol>_r<ratio>_<method>[-<variant>][_p<pretrain_seed>][_d<draw>]_s<seed>``
+    (``_p`` and ``_d`` only when not 0)."""
+    tag = method + (f"-{variant}" if variant else "")
+    tag += (f"_p{pretrain_seed}" if pretrain_seed else "") + (f"_d{draw}" if draw else "")
+    return f"{task}_{protocol}_r{label_ratio:g}_{tag}_s{seed}"
+
+
 def record_path(
     profile: str,
     task: str,
@@ -49,12 +71,13 @@ def record_path(
     seed: int,
     variant: str = "",
     results: str | os.PathLike | None = None,
+    draw: int = 0,
+    pretrain_seed: int = 0,
 ) -> Path:
     """Where a run's record goes (the one naming the tables read, :mod:`pcrl_lib.grid` and the
-    command line share): ``results/<profile>/runs/<task>_<protocol>_r<ratio>_<method>[-<variant>]_s<seed>.json``."""
-    tag = method + (f"-{variant}" if variant else "")
-    name = f"{task}_{protocol}_r{label_ratio:g}_{tag}_s{seed}.json"
-    return results_root(results) / profile / "runs" / name
+    command line share): ``results/<profile>/runs/<record_stem>.json``."""
+    name = record_stem(task, protocol, label_ratio, method, seed, variant, draw, pretrain_seed)
+    return results_root(results) / profile / "runs" / f"{name}.json"
 
 
 def default_device() -> str:
@@ -80,12 +103,22 @@ def finetune_config(
         eval_every=eval_every,
         precise_bn=settings.precise_bn,
         eval_batch_size=settings.eval_batch_size,
+        optimizer=settings.optimizer,
         device=default_device(),
     )
 
 
-def labelled_ids(train: list[str], protocol: str, label_ratio: float) -> list[str]:
-    """The labelled training cases of a protocol (see :mod:`pcrl_lib.data.splits`)."""
+def labelled_ids(
+    train: list[str],
+    protocol: str,
+    label_ratio: float,
+    draw: int = 0,
+    patient_of: dict[str, str] | None = None,
+) -> list[str]:
+    """The labelled training cases of a protocol (see :mod:`pcrl_lib.data.splits`) for label
+    draw ``draw`` (0: the official ordered list; ``d > 0``: patients reordered with seed
+    ``d``, :func:`pcrl_lib.data.splits.label_draw`)."""
+    train = label_draw(train, draw, patient_of)
     if protocol == "semi":
         return semi_supervised(train, label_ratio)["labelled"]
     if protocol == "transfer":
@@ -107,6 +140,7 @@ def run_finetune(
     record: str | os.PathLike | None = None,
     record_fields: dict | None = None,
     n_boot: int = 1000,
+    draw: int = 0,
 ) -> dict:
     """Fine-tune and test one model; returns the run record (also written to ``record``).
 
@@ -116,11 +150,16 @@ def run_finetune(
         settings: :class:`pcrl_lib.profiles.FinetuneSettings`.
         checkpoint: pre-trained weights for the encoder; ``None`` trains from scratch (TS).
         record_fields: extra record fields (``table``, ``method``...).
+        draw: the label draw (:func:`labelled_ids`); the record keeps the labelled ids.
+    The record keeps the test split's per-case results (``per_case``: labels and scores,
+    or Dice per case and region) for paired, hierarchical intervals
+    (:mod:`pcrl_lib.verdicts`).
     """
     spec = get_task(task)
     data = spec.data(data_folder)
     splits = data.splits()
-    ids = labelled_ids(splits["train"], protocol, label_ratio)
+    patients = dict(zip(data.manifest["id"], data.manifest["patient"], strict=True))
+    ids = labelled_ids(splits["train"], protocol, label_ratio, draw, patients)
     torch.manual_seed(seed)
     model = spec.model(data, settings.depth, settings.width)
     if checkpoint is not None:
@@ -140,8 +179,12 @@ def run_finetune(
         "protocol": protocol,
         "label_ratio": label_ratio,
         "seed": seed,
+        "draw": draw,
         "labelled_cases": len(ids),
+        "labelled_patients": len({patients[i] for i in ids}),
         "metrics": with_intervals(test, spec.kind, n_boot, seed),
+        "per_case": compact_per_case(test["per_case"]),
+        "test_split": ids_digest(splits["test"]),
         "best_epoch": fit["best_epoch"],
         "best_val": fit["best_val"],
         "checkpoint": str(checkpoint) if checkpoint else None,
@@ -154,6 +197,72 @@ def run_finetune(
     write_run_record(path, **rec)
     rec["config"] = asdict(cfg)
     return rec
+
+
+def run_probe(
+    task: str,
+    data_folder: str | os.PathLike,
+    settings: FinetuneSettings,
+    checkpoint: str | os.PathLike | None,
+    protocol: str,
+    label_ratio: float,
+    draws: tuple[int, ...] = (0,),
+    c: float = 0.1,
+    split: str = "val",
+) -> dict:
+    """Linear probe of a frozen encoder (a pre-training checkpoint, or the random
+    initialisation when ``None``) on a classification task, once per label draw.
+
+    The downstream model is built as fine-tuning builds it (``settings.depth`` /
+    ``width``); its batch norms are re-estimated on the images of every draw's labelled
+    subset together (labels unused), their pooled pyramid features and those of ``split``
+    are computed once, and :func:`pcrl_lib.engine.probe.fit_linear_probe` fits on each
+    draw's labelled subset (:func:`labelled_ids`) and scores ``split`` - the validation
+    split by default: a diagnostic of every pre-training run, kept apart from the test split
+    the tables are measured on (and about a quarter of its cost).
+
+    Returns:
+        ``{"task", "protocol", "label_ratio", "split", "draws", "auroc": [per draw, %],
+        "mean"}``.
+    """
+    spec = get_task(task)
+    if spec.kind != "classification":
+        raise ValueError(f"run_probe: {task} is not a classification task")
+    data = spec.data(data_folder)
+    splits = data.splits()
+    patients = dict(zip(data.manifest["id"], data.manifest["patient"], strict=True))
+    torch.manual_seed(0)
+    model = spec.model(data, settings.depth, settings.width)
+    if checkpoint is not None:
+        load_pretrained_encoder(model, checkpoint)
+    subsets = [labelled_ids(splits["train"], protocol, label_ratio, d, patients) for d in draws]
+    union = sorted(set().union(*subsets))
+    train, held_out = spec.dataset(data, union), spec.dataset(data, splits[split])
+    batch = settings.eval_batch_size or settings.batch_size
+    cfg = FinetuneConfig(task="classification", epochs=1, batch_size=batch, dtype=settings.dtype)
+    recalibrate_batch_norm(model, train, cfg)
+    train_x, train_y = pooled_features(model, train, batch, settings.dtype)
+    test_x, test_y = pooled_features(model, held_out, batch, settings.dtype)
+    row = {i: k for k, i in enumerate(union)}
+    scores = []
+    for ids in subsets:
+        rows = [row[i] for i in ids]
+        scores.append(100 * fit_linear_probe(train_x[rows], train_y[rows], test_x, test_y, c)["mean"])
+    return {
+        "task": task,
+        "protocol": protocol,
+        "label_ratio": label_ratio,
+        "split": split,
+        "draws": list(draws),
+        "auroc": [round(v, 2) for v in scores],
+        "mean": round(float(np.nanmean(scores)), 2),
+    }
+
+
+def ids_digest(ids: list[str]) -> str:
+    """A short SHA-256 of an ordered id list: two records whose per-case results are paired
+    must carry the same digest of their test split."""
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
 def run_pretrain(

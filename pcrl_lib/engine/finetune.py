@@ -2,8 +2,8 @@
 
 Classification (NIH ChestX-ray, LUNA nodule candidates): BCE on the logits, model selection
 by the validation mean AUROC. Segmentation (BraTS, LiTS): Dice loss on the sigmoid outputs,
-selection by the validation mean Dice. SGD with momentum and cosine decay as in
-pre-training. Datasets yield dicts with ``image`` and ``label`` ``(C,)`` (classification)
+selection by the validation mean Dice. SGD with momentum (the paper) or Adam (the released
+fine-tuning code; ``FinetuneConfig.optimizer``), cosine decay per epoch. Datasets yield dicts with ``image`` and ``label`` ``(C,)`` (classification)
 or ``mask`` ``(C, *S)`` (segmentation).
 
 Each finished run is summed up in one JSON *run record* (:func:`write_run_record`), the
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from pcrl_lib.engine.common import TrainConfig, cosine_lr, set_lr
+from pcrl_lib.engine.common import OPTIMIZERS, TrainConfig, cosine_lr, make_optimizer, set_lr
 from pcrl_lib.engine.inference import predict_volume
 from pcrl_lib.io import atomic_path, code_version, write_json_atomic
 from pcrl_lib.losses import dice_loss
@@ -47,11 +47,14 @@ class FinetuneConfig(TrainConfig):
     eval_every: int = 1  # validate (model selection) every k epochs and after the last
     precise_bn: bool = False  # re-estimate batch-norm statistics before each validation
     eval_batch_size: int | None = None  # samples (or patches) per forward in evaluation
+    optimizer: str = "sgd"  # "sgd" (the paper) | "adam" (the released fine-tuning code)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.eval_batch_size is not None and self.eval_batch_size < 1:
             raise ValueError(f"eval_batch_size must be >= 1 or None, got {self.eval_batch_size}")
 
@@ -133,9 +136,7 @@ def finetune(
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     model.to(device)
-    opt = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
+    opt = make_optimizer(model, cfg, cfg.optimizer)
     target_key = "label" if cfg.task == "classification" else "mask"
     best, best_epoch, history = -math.inf, -1, []
     with open(out / "log.jsonl", "w") as log:
@@ -243,6 +244,20 @@ def with_intervals(evaluation: dict, task: str, n_boot: int = 1000, seed: int = 
         )
     out["mean"] = evaluation["mean"]
     out["mean_ci"] = list(bootstrap_ci(lambda v: float(v.mean()), values, n_boot=n_boot, seed=seed))
+    return out
+
+
+def compact_per_case(per_case: dict) -> dict:
+    """An :func:`evaluate` result's ``per_case`` for a run record: labels as integers,
+    scores rounded to 6 decimals (AUROC ranks them: ties below 1e-6 are
+    indistinguishable at the metric's resolution anyway), Dice to 5 decimals."""
+    out = {}
+    for key, values in per_case.items():
+        arr = np.asarray(values, dtype=float)
+        if key == "y_true":
+            out[key] = arr.astype(int).tolist()
+        else:
+            out[key] = np.round(arr, 6 if key == "y_score" else 5).tolist()
     return out
 
 

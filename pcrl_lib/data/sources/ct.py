@@ -55,8 +55,13 @@ class _LunaWriters:
             crop = crop_centered(hu1, c1, self.crop, fill=LUNA_WINDOW[0])
             self.candidates.add(f"{uid}_c{k:05d}", uid, {"label": int(label)}, image=crop[None])
 
-    def finish(self, seed: int, extra: dict | None = None) -> list[Path]:
-        splits = split_by_patient(self.volumes.ids, seed=seed)
+    def finish(
+        self,
+        seed: int,
+        extra: dict | None = None,
+        fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    ) -> list[Path]:
+        splits = split_by_patient(self.volumes.ids, fractions=fractions, seed=seed)
         where = {i: s for s, ids in splits.items() for i in ids}
         cand_splits = {s: [] for s in splits}
         for row in self.candidates.rows:
@@ -131,10 +136,14 @@ def prepare_synthetic_luna(
     spacing: tuple[float, float, float] = (1.5, 1.5, 2.0),
     crop: int = 48,
     seed: int = 0,
+    max_nodules: int = 4,
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
 ) -> list[Path]:
-    """The synthetic LUNA16: ``n`` chest CTs (:func:`synthetic_chest_ct` with ``seed``)
-    prepared like the real one; candidates are each case's nodules (label 1) and its
-    nodule-like negatives (label 0)."""
+    """The synthetic LUNA16: ``n`` chest CTs (:func:`synthetic_chest_ct` with ``seed`` and
+    ``max_nodules``) prepared like the real one; candidates are each case's nodules (label
+    1) and its nodule-like negatives (label 0). ``fractions``: train / val / test by scan
+    (the paper's 70/10/20 by default; the demo gives the test split more scans, so that its
+    AUROC has a standard error of about a point)."""
     params = {
         "n": n,
         "shape": list(shape),
@@ -142,14 +151,16 @@ def prepare_synthetic_luna(
         "crop": crop,
         "seed": seed,
         "window": LUNA_WINDOW,
+        "max_nodules": max_nodules,
+        "fractions": list(fractions),
     }
     writers = _LunaWriters(Path(out), "synthetic-luna", "synthetic_chest_ct", params)
     for i in range(n):
-        case = synthetic_chest_ct(seed, i, shape, spacing)
+        case = synthetic_chest_ct(seed, i, shape, spacing, max_nodules)
         centers = [nod.center for nod in case.nodules] + list(case.mimics)
         labels = [1] * len(case.nodules) + [0] * len(case.mimics)
         writers.add_scan(f"ct{i:04d}", case.image, spacing, np.asarray(centers, float), labels)
-    return writers.finish(seed)
+    return writers.finish(seed, fractions=fractions)
 
 
 def _add_lits_case(
@@ -217,9 +228,11 @@ def prepare_synthetic_lits(
     spacing: tuple[float, float, float] = (1.5, 1.5, 2.0),
     margin: int = 30,
     seed: int = 1,
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
 ) -> list[Path]:
     """The synthetic LiTS: ``n`` chest CTs of collection ``seed`` (another collection than the
-    synthetic LUNA's, as LiTS's patients are not LUNA's), prepared like the real one."""
+    synthetic LUNA's, as LiTS's patients are not LUNA's), prepared like the real one;
+    ``fractions``: train / val / test by case."""
     params = {
         "n": n,
         "shape": list(shape),
@@ -227,6 +240,7 @@ def prepare_synthetic_lits(
         "margin": margin,
         "seed": seed,
         "window": LITS_WINDOW,
+        "fractions": list(fractions),
     }
     writer = PreparedWriter(Path(out), "synthetic-lits", "synthetic_chest_ct", params)
     for i in range(n):
@@ -234,7 +248,7 @@ def prepare_synthetic_lits(
         _add_lits_case(
             writer, f"ct{i:04d}", case.image, case.liver, spacing, f"synthetic case {i}", margin
         )
-    return [writer.finish(split_by_patient(writer.ids, seed=seed))]
+    return [writer.finish(split_by_patient(writer.ids, fractions=fractions, seed=seed))]
 
 
 __all__ = [

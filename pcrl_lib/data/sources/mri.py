@@ -70,16 +70,21 @@ def prepare_brats(raw: str | os.PathLike, out: str | os.PathLike, seed: int = 0)
 
 
 def prepare_synthetic_brats(
-    out: str | os.PathLike, n: int = 40, shape: tuple[int, int, int] = (96, 96, 80), seed: int = 0
+    out: str | os.PathLike,
+    n: int = 40,
+    shape: tuple[int, int, int] = (96, 96, 80),
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
 ) -> list[Path]:
-    """The synthetic BraTS: ``n`` brain MRIs of collection ``seed``, prepared like the real one."""
+    """The synthetic BraTS: ``n`` brain MRIs of collection ``seed``, prepared like the real one;
+    ``fractions``: train / val / test by subject."""
     writer = PreparedWriter(
         Path(out),
         "synthetic-brats",
         "synthetic_brain_mri",
-        {"n": n, "shape": list(shape), "seed": seed},
+        {"n": n, "shape": list(shape), "seed": seed, "fractions": list(fractions)},
     )
     for i in range(n):
         case = synthetic_brain_mri(seed, i, shape)
         _add_brats_case(writer, f"mri{i:04d}", case.image, case.seg, f"synthetic case {i}")
-    return [writer.finish(split_by_patient(writer.ids, seed=seed))]
+    return [writer.finish(split_by_patient(writer.ids, fractions=fractions, seed=seed))]

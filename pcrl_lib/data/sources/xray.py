@@ -210,15 +210,22 @@ def prepare_chexpert(
 
 
 def prepare_synthetic_xray(
-    out: str | os.PathLike, n: int = 1000, size: int = 224, domain: str = "nih", seed: int = 0
+    out: str | os.PathLike,
+    n: int = 1000,
+    size: int = 224,
+    domain: str = "nih",
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
 ) -> list[Path]:
     """``n`` synthetic chest X-rays of ``domain`` (``"nih"`` or ``"chexpert"``), labelled with
-    the 14 NIH findings, prepared like the real NIH; one image per patient."""
+    the 14 NIH findings, prepared like the real NIH; one image per patient; ``fractions``:
+    train / val / test."""
+    params = {"n": n, "size": size, "domain": domain, "seed": seed, "labels": list(NIH_FINDINGS)}
     writer = PreparedWriter(
         Path(out),
         f"synthetic-{domain}",
         "synthetic_chest_xray",
-        {"n": n, "size": size, "domain": domain, "seed": seed, "labels": list(NIH_FINDINGS)},
+        {**params, "fractions": list(fractions)},
     )
     for i in range(n):
         image, labels = synthetic_chest_xray(seed, i, size, domain)
@@ -228,4 +235,4 @@ def prepare_synthetic_xray(
             dict(zip(NIH_FINDINGS, labels.tolist(), strict=True)),
             image=xray_uint8(image, size)[None],
         )
-    return [writer.finish(split_by_patient(writer.ids, seed=seed))]
+    return [writer.finish(split_by_patient(writer.ids, fractions=fractions, seed=seed))]

@@ -1,0 +1,244 @@
+"""Verdicts of the report's checks: a paired difference with a hierarchical bootstrap 95 %
+interval over everything that varies - pre-training seed, label draw and test case.
+
+A check compares two arms on one cell of the grid (task, protocol, label ratio, metric):
+PCRLv2 against training from scratch at the lowest label ratio of Tables IV-VIII, PCRLv2
+without against with skip connections (Table I), pairwise against crossed comparison
+(Table II), the full method against each reduced row of Table III. Every arm is a set of
+fine-tuning runs, one per (pre-training seed, label draw); both arms use the same label
+draws (same labelled subsets) and the same test split, so the difference is paired by draw
+and by test case.
+
+**The estimate** is ``mean_{s, d} M(A_{s,d}) - mean_{s', d} M(B_{s',d})`` on the whole test
+split (``M``: the table's metric in percent - mean AUROC over classes or mean Dice over
+cases). **The interval**: each of ``n_boot`` replicates resamples with replacement the label
+draws (shared by both arms), each arm's pre-training seeds (independent runs: resampled
+independently; TS has none) and the test cases (shared by every run), and recomputes the
+estimate; the 2.5 and 97.5 percentiles bound it. AUROC is recomputed exactly on each
+resample (:func:`pcrl_lib.metrics.weighted_auroc`).
+
+**The verdict**: ``gain`` when the interval lies above 0, ``loss`` below 0, ``no detectable
+gain`` when it spans 0; ``mde`` is the smallest true difference the design would detect
+with 80 % power at this spread, ``(1.96 + 0.84) x`` the bootstrap standard error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pcrl_lib.grid import ABLATIONS, MAIN_TABLES
+from pcrl_lib.metrics import weighted_auroc
+
+COLUMNS = (
+    "table",
+    "setting",
+    "check",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "verdict",
+    "pretrain_seeds",
+    "label_draws",
+    "test_cases",
+    "mde",
+)
+GAIN, LOSS, NONE, NOT_RUN = "gain", "loss", "no detectable gain", "not run"
+_Z_POWER = 1.959964 + 0.841621  # two-sided 5 % test, 80 % power
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One side of a check: a method (and PCRLv2 variant) on the check's cell."""
+
+    method: str
+    variant: str = ""
+
+    @property
+    def label(self) -> str:
+        """``method`` or ``method-variant``."""
+        return self.method + (f"-{self.variant}" if self.variant else "")
+
+
+@dataclass(frozen=True)
+class Check:
+    """A comparison ``a - b`` on one cell (see the module docstring)."""
+
+    table: str
+    setting: str
+    check: str
+    task: str
+    protocol: str
+    label_ratio: float
+    a: Arm
+    b: Arm
+    metric: str = "mean"
+
+
+def report_checks() -> list[Check]:
+    """The checks of the 07 report: PCRLv2 vs TS at the lowest ratio of each of Tables
+    IV-VIII, and the ablations of Tables I-III (each variant against the full method)."""
+    out = []
+    for spec in MAIN_TABLES.values():
+        ratio = spec.ratios[0]
+        out.append(
+            Check(
+                spec.name,
+                f"{spec.task} {spec.protocol} {ratio:.0%}",
+                "PCRLv2 - TS",
+                spec.task,
+                spec.protocol,
+                ratio,
+                Arm("PCRLv2"),
+                Arm("TS"),
+            )
+        )
+    for table, task, protocol, ratio, _source, variants in ABLATIONS:
+        setting = f"{task} {protocol} {ratio:.0%}"
+        for v in variants:
+            if v == "":
+                continue
+            name = {
+                "skip": "without skips - with skips",
+                "crossed": "pairwise - crossed",
+            }.get(v, f"row 6 (full) - {v.replace('row', 'row ')}")
+            out.append(
+                Check(table, setting, name, task, protocol, ratio, Arm("PCRLv2"), Arm("PCRLv2", v))
+            )
+    return out
+
+
+@dataclass
+class _Run:
+    pretrain_seed: int | None
+    draw: int
+    per_case: dict
+
+
+def _arm_runs(records: Sequence[dict], c: Check, arm: Arm) -> list[_Run]:
+    runs = []
+    for rec in records:
+        if (
+            rec.get("task") == c.task
+            and rec.get("protocol") == c.protocol
+            and math.isclose(float(rec.get("label_ratio", -1)), c.label_ratio)
+            and rec.get("method") == arm.method
+            and rec.get("variant", "") == arm.variant
+            and rec.get("per_case")
+        ):
+            runs.append(_Run(rec.get("pretrain_seed"), int(rec.get("draw", 0)), rec["per_case"]))
+    return runs
+
+
+def _metric_table(runs: list[_Run], kind: str, counts: np.ndarray) -> np.ndarray:
+    """``(runs, B)`` metric in percent under each resample of the test cases."""
+    out = np.empty((len(runs), len(counts)))
+    for k, run in enumerate(runs):
+        if kind == "dice":
+            per_case = np.asarray(run.per_case["dice"], dtype=float).mean(axis=1)
+            out[k] = counts @ per_case / counts.sum(axis=1)
+        else:
+            y_true = np.asarray(run.per_case["y_true"])
+            y_score = np.asarray(run.per_case["y_score"], dtype=float)
+            if y_true.ndim == 1:
+                y_true, y_score = y_true[:, None], y_score[:, None]
+            with np.errstate(invalid="ignore"):
+                out[k] = np.nanmean(weighted_auroc(y_true, y_score, counts), axis=1)
+    return 100 * out
+
+
+def paired_difference(
+    a_runs: list[_Run], b_runs: list[_Run], n_boot: int = 2000, seed: int = 0
+) -> dict:
+    """The estimate, interval and standard error of ``mean(a) - mean(b)`` (module
+    docstring). Only label draws present in both arms are used.
+
+    Raises:
+        ValueError: no shared draw, or per-case results of different test sizes.
+    """
+    draws = sorted({r.draw for r in a_runs} & {r.draw for r in b_runs})
+    if not draws:
+        raise ValueError("paired_difference: the two arms share no label draw")
+    a_runs = [r for r in a_runs if r.draw in draws]
+    b_runs = [r for r in b_runs if r.draw in draws]
+    kind = "dice" if "dice" in a_runs[0].per_case else "auroc"
+    sizes = {len(next(iter(r.per_case.values()))) for r in a_runs + b_runs}
+    if len(sizes) != 1:
+        raise ValueError(f"paired_difference: runs were tested on different splits {sizes}")
+    n = sizes.pop()
+    rng = np.random.default_rng(seed)
+    counts = np.vstack([np.ones(n), rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)])
+    m_a, m_b = _metric_table(a_runs, kind, counts), _metric_table(b_runs, kind, counts)
+    estimate = float(m_a[:, 0].mean() - m_b[:, 0].mean())
+    boot = np.empty(n_boot)
+    for i in range(n_boot):
+        d_star = rng.choice(draws, len(draws))
+        boot[i] = _arm_mean(a_runs, m_a[:, i + 1], d_star, rng) - _arm_mean(
+            b_runs, m_b[:, i + 1], d_star, rng
+        )
+    boot = boot[np.isfinite(boot)]
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    se = float(boot.std(ddof=1))
+    return {
+        "estimate": estimate,
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "se": se,
+        "mde": _Z_POWER * se,
+        "pretrain_seeds": len({r.pretrain_seed for r in a_runs if r.pretrain_seed is not None}),
+        "label_draws": len(draws),
+        "test_cases": n,
+    }
+
+
+def _arm_mean(runs: list[_Run], values: np.ndarray, d_star: np.ndarray, rng) -> float:
+    """Mean over the resampled draws of the mean over resampled pre-training seeds."""
+    seeds = sorted({r.pretrain_seed for r in runs}, key=lambda s: -1 if s is None else s)
+    s_star = rng.choice(len(seeds), len(seeds))
+    index = {(r.pretrain_seed, r.draw): k for k, r in enumerate(runs)}
+    picked = [
+        values[index[(seeds[s], d)]]
+        for d in d_star
+        for s in s_star
+        if (seeds[s], d) in index
+    ]
+    return float(np.mean(picked)) if picked else float("nan")
+
+
+def verdict(ci_low: float, ci_high: float) -> str:
+    """``gain`` (interval above 0), ``loss`` (below 0) or ``no detectable gain``."""
+    if ci_low > 0:
+        return GAIN
+    if ci_high < 0:
+        return LOSS
+    return NONE
+
+
+def verdict_table(
+    records: Sequence[dict], checks: Sequence[Check] | None = None, n_boot: int = 2000
+) -> pd.DataFrame:
+    """One row per check (:data:`COLUMNS`, values in points); a check whose arms have no
+    runs with per-case results reads ``not run``."""
+    rows = []
+    for c in report_checks() if checks is None else checks:
+        row = {"table": c.table, "setting": c.setting, "check": c.check}
+        a, b = _arm_runs(records, c, c.a), _arm_runs(records, c, c.b)
+        try:
+            res = paired_difference(a, b, n_boot) if a and b else None
+        except ValueError:
+            res = None
+        if res is None:
+            rows.append({**row, "verdict": NOT_RUN})
+            continue
+        rows.append(
+            {
+                **row,
+                **{k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()},
+                "verdict": verdict(res["ci_low"], res["ci_high"]),
+            }
+        )
+    return pd.DataFrame(rows).reindex(columns=list(COLUMNS))
