@@ -360,7 +360,8 @@ def _grid(args: argparse.Namespace) -> int:
         raise ValueError(f"no pre-training run {args.pretrain!r}; see --list")
     run = by_name[args.pretrain]
     init_from_env()
-    folders = ensure_data(args.profile, args.data_root, roles=(run.source,))
+    probe_task = grid.MAIN_TABLES[grid.PROBE_TABLES[run.source]].task  # the run's probe
+    folders = ensure_data(args.profile, args.data_root, roles=tuple({run.source, probe_task}))
     print(grid.pretrain_one(args.profile, run, folders, None))
     return 0
 

@@ -201,10 +201,7 @@ def _arm_mean(runs: list[_Run], values: np.ndarray, d_star: np.ndarray, rng) -> 
     s_star = rng.choice(len(seeds), len(seeds))
     index = {(r.pretrain_seed, r.draw): k for k, r in enumerate(runs)}
     picked = [
-        values[index[(seeds[s], d)]]
-        for d in d_star
-        for s in s_star
-        if (seeds[s], d) in index
+        values[index[(seeds[s], d)]] for d in d_star for s in s_star if (seeds[s], d) in index
     ]
     return float(np.mean(picked)) if picked else float("nan")
 

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from pcrl_lib.cli import main
+from pcrl_lib.grid import finetune_runs
 from pcrl_lib.profiles import ensure_data
 
 
@@ -127,12 +128,16 @@ def test_grid_lists_runs_and_runs_one_pretraining_where_notebook_02_finds_it(
     assert main(["grid", "--profile", "smoke", "--list"]) == 0
     listing = capsys.readouterr().out
     assert "luna_PCRLv2-row5" in listing and "to run" in listing
-    assert "finetune  0 of 63 runs have a record" in listing
+    assert f"finetune  0 of {len(finetune_runs('smoke'))} runs have a record" in listing
     root = str(tmp_path / "data")
     assert (
         main(["grid", "--profile", "smoke", "--data-root", root, "--pretrain", "nih_SimSiam"]) == 0
     )
-    assert (tmp_path / "smoke" / "pretrain" / "nih_SimSiam" / "summary.json").is_file()
+    summary = json.loads(
+        (tmp_path / "smoke" / "pretrain" / "nih_SimSiam" / "summary.json").read_text()
+    )
+    # every pre-training run is probed on its source's task over the profile's label draws
+    assert summary["probe"]["task"] == "nih" and len(summary["probe"]["auroc"]) == 2
     capsys.readouterr()
     main(["grid", "--profile", "smoke", "--list"])
     assert "nih_SimSiam                      done" in capsys.readouterr().out

@@ -13,6 +13,7 @@ from pcrl_lib.grid import (
     VARIANTS,
     FinetuneRun,
     PretrainRun,
+    SeedPlan,
     figure_runs,
     finetune_runs,
     pretrain_runs,
@@ -28,12 +29,11 @@ def _key(task, protocol, ratio, method, variant):
     return (task, protocol, round(ratio, 4), method, variant)
 
 
-@pytest.mark.parametrize("profile", ["demo", "paper"])
-def test_every_published_cell_has_a_run(profile):
+def _cells_without_a_run(profile):
     runs = {
         _key(r.task, r.protocol, r.label_ratio, r.method, r.variant) for r in finetune_runs(profile)
     }
-    cells = 0
+    cells, missing = 0, []
     for csv in sorted(PUBLISHED_DIR.glob("table*.csv")):
         table = pd.read_csv(csv, dtype=str, keep_default_na=False)
         for _, row in table.iterrows():
@@ -41,11 +41,30 @@ def test_every_published_cell_has_a_run(profile):
                 q = cell_query(csv.stem, row, col)
                 if q is not None:
                     cells += 1
-                    assert _key(q.task, q.protocol, q.label_ratio, q.method, q.variant) in runs, (
-                        csv.stem,
-                        col,
-                    )
-    assert cells > 600
+                    if _key(q.task, q.protocol, q.label_ratio, q.method, q.variant) not in runs:
+                        missing.append((csv.stem, q))
+    return cells, missing
+
+
+def test_every_published_cell_has_a_run_at_paper():
+    cells, missing = _cells_without_a_run("paper")
+    assert cells > 600 and not missing
+
+
+def test_the_demo_runs_every_cell_but_its_stated_cuts():
+    """The demo's cuts (SeedPlan): Table III, and the ratios above the lowest for every
+    method but TS and PCRLv2; everything else has its runs."""
+    plan = SEEDS["demo"]
+    _, missing = _cells_without_a_run("demo")
+    assert missing
+    for table, q in missing:
+        lowest = {spec.task + spec.protocol: spec.ratios[0] for spec in MAIN_TABLES.values()}
+        cut_table = table.startswith(plan.skip_tables)
+        cut_ratio = (
+            q.method not in plan.higher_ratio_methods
+            and q.label_ratio != lowest[q.task + q.protocol]
+        )
+        assert cut_table or cut_ratio, (table, q)
 
 
 def test_runs_are_unique_and_shared_runs_name_all_their_tables():
@@ -57,49 +76,66 @@ def test_runs_are_unique_and_shared_runs_name_all_their_tables():
         if (r.task, r.protocol, r.label_ratio, r.method, r.variant, r.seed)
         == ("brats", "transfer", 0.1, "PCRLv2", "", 0)
     )
-    assert shared.tables == ("table1", "table3", "table7")
+    assert shared.tables == ("table1", "table7")  # Table III is not run at demo
+    paper = next(
+        r
+        for r in finetune_runs("paper")
+        if (r.task, r.protocol, r.label_ratio, r.method, r.variant, r.seed, r.draw)
+        == ("brats", "transfer", 0.1, "PCRLv2", "", 0, 0)
+        and r.pretrain_seed == 0
+    )
+    assert paper.tables == ("table1", "table3", "table7")
 
 
-def test_lowest_ratio_of_each_main_table_crosses_pretraining_seeds_and_label_draws():
-    plan = SEEDS["demo"]
-    runs = finetune_runs("demo")
+def test_seed_plan_units_crossed_and_paired():
+    crossed = SeedPlan(1, 3, 5)
+    assert crossed.units(True) == [(p, d) for p in range(3) for d in range(5)]
+    assert crossed.units(False) == [(0, d) for d in range(5)]
+    paired = SeedPlan(1, 5, 5, paired_draws=True)
+    assert paired.units(True) == [(d, d) for d in range(5)]
+    with pytest.raises(ValueError, match="pretrain_seeds == label_draws"):
+        SeedPlan(1, 3, 5, paired_draws=True)
+
+
+def _lowest_cell(runs, spec, method, variant=""):
+    return [
+        r
+        for r in runs
+        if r.task == spec.task
+        and r.protocol == spec.protocol
+        and r.label_ratio == spec.ratios[0]
+        and r.method == method
+        and r.variant == variant
+    ]
+
+
+@pytest.mark.parametrize("profile", ["demo", "paper"])
+def test_lowest_ratio_pcrlv2_and_ts_run_every_pretraining_seed_and_label_draw(profile):
+    plan = SEEDS[profile]
+    runs = finetune_runs(profile)
+    assert plan.pretrain_seeds >= 3 and plan.label_draws >= 5
     for spec in MAIN_TABLES.values():
-        cell = {
-            method: [
-                r
-                for r in runs
-                if r.task == spec.task
-                and r.protocol == spec.protocol
-                and r.label_ratio == spec.ratios[0]
-                and r.method == method
-                and not r.variant
-            ]
-            for method in ("PCRLv2", "TS", "MG")
-        }
-        pairs = {(r.pretrain_seed, r.draw) for r in cell["PCRLv2"]}
-        assert pairs == {(p, d) for p in range(3) for d in range(5)}, spec.name
-        assert plan.pretrain_seeds == 3 and plan.label_draws == 5
+        pcrl, ts = _lowest_cell(runs, spec, "PCRLv2"), _lowest_cell(runs, spec, "TS")
+        assert sorted((r.pretrain_seed, r.draw) for r in pcrl) == plan.units(True), spec.name
         # TS on the same draws, fine-tuning seed = draw on both sides (paired)
-        assert {(r.draw, r.seed) for r in cell["TS"]} == {(d, d) for d in range(5)}
-        assert all(r.seed == r.draw for r in cell["PCRLv2"])
-        assert {r.pretrain.name for r in cell["PCRLv2"]} == {
-            f"{spec.source}_PCRLv2",
-            f"{spec.source}_PCRLv2_p1",
-            f"{spec.source}_PCRLv2_p2",
-        }
-        assert len(cell["MG"]) == plan.seeds_all and cell["MG"][0].draw == 0
+        assert sorted((r.draw, r.seed) for r in ts) == [(d, d) for d in range(plan.label_draws)]
+        assert all(r.seed == r.draw for r in pcrl)
+        assert len({r.pretrain.name for r in pcrl}) == plan.pretrain_seeds
+        mg = _lowest_cell(runs, spec, "MG")
+        assert len(mg) == plan.seeds_all and all(r.draw == 0 for r in mg)
 
 
-def test_compared_ablation_variants_get_the_full_design_and_names_are_distinct():
+def test_compared_ablation_variants_get_the_design_and_names_are_distinct():
     runs = finetune_runs("demo")
     skip = [r for r in runs if r.variant == "skip" and r.task == "lits"]
-    assert {(r.pretrain_seed, r.draw) for r in skip} == {(p, d) for p in range(3) for d in range(5)}
-    row0 = [r for r in runs if r.variant == "row0"]
-    assert all(r.draw == 0 and r.pretrain_seed == 0 for r in row0)
+    assert sorted((r.pretrain_seed, r.draw) for r in skip) == SEEDS["demo"].units(True)
+    assert not [r for r in runs if r.variant.startswith("row")]  # Table III: not at demo
     assert len({r.name for r in runs}) == len(runs)
-    one = next(r for r in skip if r.pretrain_seed == 2 and r.draw == 3)
-    assert one.name == "lits_transfer_r0.1_PCRLv2-skip_p2_d3_s3"
-    assert one.pretrain.name == "luna_PCRLv2-skip_p2"
+    one = next(r for r in skip if r.draw == 3)
+    assert one.name == "lits_transfer_r0.1_PCRLv2-skip_p3_d3_s3"
+    assert one.pretrain.name == "luna_PCRLv2-skip_p3"
+    row0 = [r for r in finetune_runs("paper") if r.variant == "row0"]
+    assert sorted({(r.pretrain_seed, r.draw) for r in row0}) == SEEDS["paper"].units(True)
 
 
 def test_smoke_runs_only_the_lowest_ratio():

@@ -30,8 +30,8 @@ from pcrl_lib.engine.finetune import (
     with_intervals,
     write_run_record,
 )
-from pcrl_lib.engine.probe import fit_linear_probe, pooled_features
 from pcrl_lib.engine.pretrain import PretrainConfig, ViewDataset, pretrain
+from pcrl_lib.engine.probe import fit_linear_probe, pooled_features
 from pcrl_lib.methods.imagenet import imagenet_resnet18
 from pcrl_lib.methods.inputs import VisualWordInputs, discover_visual_words
 from pcrl_lib.methods.registry import get_method
@@ -247,7 +247,9 @@ def run_probe(
     scores = []
     for ids in subsets:
         rows = [row[i] for i in ids]
-        scores.append(100 * fit_linear_probe(train_x[rows], train_y[rows], test_x, test_y, c)["mean"])
+        scores.append(
+            100 * fit_linear_probe(train_x[rows], train_y[rows], test_x, test_y, c)["mean"]
+        )
     return {
         "task": task,
         "protocol": protocol,
@@ -255,7 +257,7 @@ def run_probe(
         "split": split,
         "draws": list(draws),
         "auroc": [round(v, 2) for v in scores],
-        "mean": round(float(np.nanmean(scores)), 2),
+        "mean": round(float(np.nanmean(scores)), 2) if np.isfinite(scores).any() else math.nan,
     }
 
 

@@ -31,7 +31,7 @@ from pcrl_lib.io import atomic_path, code_version, write_json_atomic
 from pcrl_lib.losses import dice_loss
 from pcrl_lib.metrics import auroc_per_class, bootstrap_auroc, bootstrap_ci, dice
 from pcrl_lib.models.layers import batch_norms
-from pcrl_lib.perf import autocast_context
+from pcrl_lib.perf import autocast_context, mixed_input, mixed_model
 
 TASKS = ("classification", "segmentation")
 
@@ -75,13 +75,14 @@ def evaluate(
     ``"per_case"`` for bootstrap intervals)."""
     model.eval()
     device = torch.device(cfg.device)
+    mixed_model(model, cfg.dtype)
     per_forward = cfg.eval_batch_size or cfg.batch_size  # eval mode: samples are independent
     if cfg.task == "classification":
         loader = DataLoader(dataset, batch_size=per_forward, num_workers=cfg.num_workers)
         scores, labels = [], []
         for batch in loader:
             with autocast_context(cfg.dtype, device.type):
-                logits = model(batch["image"].to(device))
+                logits = model(mixed_input(batch["image"], cfg.dtype, device))
             scores.append(torch.sigmoid(logits.float()).cpu().numpy())
             labels.append(batch["label"].numpy())
         y_true, y_score = np.concatenate(labels), np.concatenate(scores)
@@ -104,7 +105,7 @@ def evaluate(
             pred = (probs > 0.5).numpy()[None]
         else:
             with autocast_context(cfg.dtype, device.type):
-                logits = model(batch["image"].to(device))
+                logits = model(mixed_input(batch["image"], cfg.dtype, device))
             pred = (logits.float() > 0).cpu().numpy()
         mask = batch["mask"].numpy() > 0.5
         for p, m in zip(pred, mask, strict=True):
@@ -135,7 +136,7 @@ def finetune(
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model.to(device)
+    mixed_model(model.to(device), cfg.dtype)
     opt = make_optimizer(model, cfg, cfg.optimizer)
     target_key = "label" if cfg.task == "classification" else "mask"
     best, best_epoch, history = -math.inf, -1, []
@@ -156,7 +157,7 @@ def finetune(
             losses = []
             for batch in loader:
                 with autocast_context(cfg.dtype, device.type):
-                    logits = model(batch["image"].to(device))
+                    logits = model(mixed_input(batch["image"], cfg.dtype, device))
                 loss = task_loss(cfg.task, logits, batch[target_key].to(device))
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"fine-tuning loss is {loss.item()} at epoch {epoch}")
@@ -199,6 +200,7 @@ def recalibrate_batch_norm(model: nn.Module, dataset: Dataset, cfg: FinetuneConf
     bns = batch_norms(model)
     if not bns:
         return
+    mixed_model(model, cfg.dtype)
     momenta = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
@@ -214,7 +216,7 @@ def recalibrate_batch_norm(model: nn.Module, dataset: Dataset, cfg: FinetuneConf
     with torch.no_grad():
         for batch in loader:
             with autocast_context(cfg.dtype, device.type):
-                model(batch["image"].to(device))
+                model(mixed_input(batch["image"], cfg.dtype, device))
     for m, momentum in zip(bns, momenta, strict=True):
         m.momentum = momentum
 

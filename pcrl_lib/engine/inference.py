@@ -11,7 +11,7 @@ import torchio as tio
 from torch import nn
 from torch.utils.data import DataLoader
 
-from pcrl_lib.perf import autocast_context
+from pcrl_lib.perf import autocast_context, mixed_input
 
 
 @torch.no_grad()
@@ -51,7 +51,7 @@ def predict_volume(
     sampler = tio.inference.GridSampler(subject, tuple(patch_size), overlap, padding_mode="edge")
     aggregator = tio.inference.GridAggregator(sampler, overlap_mode="average")
     for batch in DataLoader(sampler, batch_size=batch_size):
-        x = batch["image"][tio.DATA].to(device)
+        x = mixed_input(batch["image"][tio.DATA], dtype, device)
         with autocast_context(dtype, torch.device(device).type):
             logits = model(x)
         aggregator.add_batch(torch.sigmoid(logits.float()).cpu(), batch[tio.LOCATION])

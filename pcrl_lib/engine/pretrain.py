@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from pcrl_lib.engine.common import TrainConfig, cosine_lr, set_lr, sgd
 from pcrl_lib.engine.drift import kernel_weights, summarize_drift, weight_drift
 from pcrl_lib.io import atomic_path
-from pcrl_lib.perf import autocast_context
+from pcrl_lib.perf import autocast_context, mixed_input, mixed_model
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def pretrain(
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
     torch.manual_seed(cfg.seed)  # the same draws (scales) in every process
-    method.to(device)
+    mixed_model(method.to(device), cfg.dtype)  # channels-last under bf16 / fp16
     # heads of the scales not drawn in a step get no gradient: find_unused_parameters
     model = DistributedDataParallel(method, find_unused_parameters=True) if distributed else method
     opt = sgd(method, cfg)
@@ -178,7 +178,7 @@ def pretrain(
             steps, tic = 0, time.perf_counter()
             bar = _progress(loader, cfg, epoch)
             for step, batch in enumerate(bar):
-                batch = {k: v.to(device) for k, v in batch.items()}
+                batch = {k: mixed_input(v, cfg.dtype, device) for k, v in batch.items()}
                 with autocast_context(cfg.dtype, device.type):
                     terms = model(batch, progress=epoch / cfg.epochs)
                 loss = terms["loss"]

@@ -138,9 +138,10 @@ def prepare_synthetic_luna(
     seed: int = 0,
     max_nodules: int = 4,
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    extra_mimics: int = 0,
 ) -> list[Path]:
-    """The synthetic LUNA16: ``n`` chest CTs (:func:`synthetic_chest_ct` with ``seed`` and
-    ``max_nodules``) prepared like the real one; candidates are each case's nodules (label
+    """The synthetic LUNA16: ``n`` chest CTs (:func:`synthetic_chest_ct` with ``seed``,
+    ``max_nodules`` and ``extra_mimics``) prepared like the real one; candidates are each case's nodules (label
     1) and its nodule-like negatives (label 0). ``fractions``: train / val / test by scan
     (the paper's 70/10/20 by default; the demo gives the test split more scans, so that its
     AUROC has a standard error of about a point)."""
@@ -153,10 +154,11 @@ def prepare_synthetic_luna(
         "window": LUNA_WINDOW,
         "max_nodules": max_nodules,
         "fractions": list(fractions),
+        "extra_mimics": extra_mimics,
     }
     writers = _LunaWriters(Path(out), "synthetic-luna", "synthetic_chest_ct", params)
     for i in range(n):
-        case = synthetic_chest_ct(seed, i, shape, spacing, max_nodules)
+        case = synthetic_chest_ct(seed, i, shape, spacing, max_nodules, extra_mimics)
         centers = [nod.center for nod in case.nodules] + list(case.mimics)
         labels = [1] * len(case.nodules) + [0] * len(case.mimics)
         writers.add_scan(f"ct{i:04d}", case.image, spacing, np.asarray(centers, float), labels)

@@ -65,6 +65,7 @@ def synthetic_chest_ct(
     shape: tuple[int, int, int] = CT_SHAPE,
     spacing: tuple[float, float, float] = CT_SPACING,
     max_nodules: int = 4,
+    extra_mimics: int = 0,
 ) -> SyntheticCTCase:
     """Generate case ``index`` of the synthetic chest-CT collection ``seed``.
 
@@ -74,6 +75,9 @@ def synthetic_chest_ct(
         spacing: mm per voxel; the field of view is ``shape * spacing``.
         max_nodules: nodules are drawn uniformly from ``0..max_nodules`` (at least one
             in three cases out of four).
+        extra_mimics: nodule-like negatives beyond the five every case has (vessel
+            crossings, lung wall and parenchyma in turn; drawn last, so the image and the
+            first five are those of ``extra_mimics=0``).
 
     Returns:
         A :class:`SyntheticCTCase`.
@@ -202,4 +206,8 @@ def synthetic_chest_ct(
 
     img = img + rng.uniform(10, 25) * rng.standard_normal(shape, dtype=np.float32)
     img = np.clip(img, -1024, 3071).astype(np.float32)
+    pools = [pool for pool in (vessel_vox, wall_vox, lung_vox) if len(pool)]
+    for k in range(extra_mimics if pools else 0):
+        pool = pools[k % len(pools)]
+        mimics.append(tuple(int(v) for v in pool[rng.integers(len(pool))]))
     return SyntheticCTCase(img, tuple(float(s) for s in spacing), liver, lungs, nodules, mimics)
