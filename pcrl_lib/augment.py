@@ -14,7 +14,8 @@ global    flip (``RandomFlip``: axis 0, p 0.5),   flip (horizontal, p 0.5), rota
 local     blur (``RandomBlur``: std 0-2 voxels),  grayscale (p 0.2), blur (p 0.5, std
           noise (``RandomNoise``: std 0-0.25),    0.1-2 px), cutout (p 0.5, 2-20% of the
           gamma (``RandomGamma``: log 0.3),       area)
-          swap (``RandomSwap``: 8x4x4, 100x)
+          swap (``RandomSwap``: 8x4x4, 100x on
+          a 64x64x32 view; scaled to the view)
 ========  =====================================  ==========================================
 
 Every op here takes a batch of views ``(N, C, *S)`` and a ``torch.Generator`` and draws its
@@ -42,6 +43,11 @@ class AugmentConfig:
 
     ``local_ops`` lists the corruption ops applied to the global views' inputs;
     ``local_view_ops`` those applied to the local views (the official code leaves out swap).
+    ``swap_iterations`` are the swaps of a view of ``swap_reference`` voxels (the official
+    64x64x32 globals); a view of another size gets as many swaps per voxel
+    (:meth:`swaps_for`), so the fraction of the view displaced stays the released code's
+    (~17 %; 100 swaps on a 32^3 view would displace about half of it). ``None``: always
+    ``swap_iterations``.
     """
 
     flip_p: float = 0.5
@@ -54,11 +60,20 @@ class AugmentConfig:
     log_gamma: tuple[float, float] = (-0.3, 0.3)
     swap_patch: tuple[int, ...] = (8, 4, 4)
     swap_iterations: int = 100
+    swap_reference: tuple[int, ...] | None = (64, 64, 32)
     grayscale_p: float = 0.2
     cutout_p: float = 0.5
     cutout_area: tuple[float, float] = (0.02, 0.2)
     local_ops: tuple[str, ...] = ("blur", "noise", "gamma", "swap")
     local_view_ops: tuple[str, ...] = ("blur", "noise", "gamma")
+
+    def swaps_for(self, spatial: tuple[int, ...]) -> int:
+        """Swaps for a view of ``spatial`` size: ``swap_iterations * prod(spatial) /
+        prod(swap_reference)`` rounded, at least 1 (e.g. 100 at 64x64x32, 25 at 32^3)."""
+        if self.swap_reference is None:
+            return self.swap_iterations
+        ratio = math.prod(spatial) / math.prod(self.swap_reference)
+        return max(1, round(self.swap_iterations * ratio))
 
 
 def paper_augment_config(spatial_dims: int) -> AugmentConfig:
@@ -418,7 +433,7 @@ def corrupt(
         "blur": lambda t: random_blur(t, cfg.blur_std, cfg.blur_p, gen),
         "noise": lambda t: random_noise(t, cfg.noise_std, gen),
         "gamma": lambda t: random_gamma(t, cfg.log_gamma, gen),
-        "swap": lambda t: random_swap(t, cfg.swap_patch, cfg.swap_iterations, gen),
+        "swap": lambda t: random_swap(t, cfg.swap_patch, cfg.swaps_for(tuple(t.shape[2:])), gen),
         "grayscale": lambda t: random_grayscale(t, cfg.grayscale_p, gen),
         "cutout": lambda t: random_cutout(t, cfg.cutout_p, cfg.cutout_area, gen),
     }

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -150,3 +152,21 @@ def test_torchio_pipeline_runs_on_a_view():
     assert global_corrupt(spatial(x)).shape == x.shape
     assert local_corrupt(spatial(torch.rand(1, 16, 16, 16))).shape == (1, 16, 16, 16)
     assert np.isfinite(global_corrupt(x).numpy()).all()
+
+
+def test_swaps_scale_with_the_view_so_the_displaced_fraction_stays_the_official_one():
+    from pcrl_lib.augment import AugmentConfig, corrupt
+
+    cfg = AugmentConfig()
+    assert cfg.swaps_for((64, 64, 32)) == 100 and cfg.swaps_for((32, 32, 32)) == 25
+    assert AugmentConfig(swap_reference=None).swaps_for((32, 32, 32)) == 100
+    gen = torch.Generator().manual_seed(0)
+    moved = {}
+    for shape in ((64, 64, 32), (32, 32, 32)):
+        x = torch.arange(math.prod(shape), dtype=torch.float32).reshape(1, 1, *shape)
+        x = x.expand(8, 1, *shape).contiguous()
+        y = corrupt(x, cfg, ("swap",), gen)
+        moved[shape] = float((y != x).float().mean())
+    # the released code's 100 swaps of 8x4x4 on 64x64x32 displace ~17 %; a 32^3 view too
+    assert 0.1 < moved[(64, 64, 32)] < 0.25
+    assert abs(moved[(32, 32, 32)] - moved[(64, 64, 32)]) < 0.05
