@@ -120,10 +120,14 @@ class ViewGenerator:
         return out
 
 
-def paper_view_generator(spatial_dims: int, crops: str = "sub", **view_overrides) -> ViewGenerator:
-    """The paper's settings (Sec. 4.3) for 3D CT (HU window) or 2D X-ray (values in [0, 1])."""
+def paper_view_generator(
+    spatial_dims: int, crops: str = "sub", preset: str = "paper", **view_overrides
+) -> ViewGenerator:
+    """The paper's settings (Sec. 4.3) for 3D CT (HU window) or 2D X-ray (values in [0, 1]);
+    ``preset="official"`` draws the 3D crops as the released code
+    (:func:`pcrl_lib.views.paper_view_config`)."""
     return ViewGenerator(
-        views=paper_view_config(spatial_dims, crops, **view_overrides),
+        views=paper_view_config(spatial_dims, crops, preset, **view_overrides),
         augment=paper_augment_config(spatial_dims),
         intensity=Intensity((-1000.0, 1000.0) if spatial_dims == 3 else None),
     )

@@ -135,9 +135,19 @@ class ViewConfig:
         n_locals: local views per sample (6).
         min_iou: sub-crop's IoU threshold between the two globals (0.3).
         max_tries: attempts before giving up with an error.
-        background_value / background_fraction: a global crop with more than
-            ``background_fraction`` of its voxels below ``background_value`` (raw units, HU
-            for CT: -150 and 0.85) is redrawn; ``None`` disables the filter.
+        background_value / background_fraction / background_keep: the crop filter (raw
+            units, HU for CT: -150 and 0.85; ``None`` disables it). ``"tissue"`` (this
+            project's reading): a global crop with more than ``background_fraction`` of its
+            voxels below ``background_value`` is redrawn. ``"air"`` (the released
+            ``luna_preprocess.py``, inherited from Models Genesis' cube generator): a crop
+            with more than ``1 - background_fraction`` of its voxels at or above the value
+            is redrawn - lung- and air-dominated crops are kept (the released test reads a
+            3-slice look-ahead per voxel; here each voxel counts once).
+        local_placement: ``"inside"``: sub-crop locals lie inside the globals' enclosing box;
+            ``"official"`` (the released code): a local's corner is uniform in the box
+            widened by ``local_margin`` voxels (clipped to the image), so the window may run
+            past the box; here it is shifted back inside the image rather than cut at the
+            border as the released slicing does.
     """
 
     mode: str = "sub"
@@ -158,8 +168,20 @@ class ViewConfig:
     max_tries: int = 100
     background_value: float | None = -150.0
     background_fraction: float = 0.85
+    background_keep: str = "tissue"
+    local_placement: str = "inside"
+    local_margin: int = 3
 
     def __post_init__(self) -> None:
+        if self.background_keep not in ("tissue", "air"):
+            raise ValueError(
+                f"ViewConfig: background_keep must be 'tissue' or 'air', got {self.background_keep!r}"
+            )
+        if self.local_placement not in ("inside", "official"):
+            raise ValueError(
+                "ViewConfig: local_placement must be 'inside' or 'official', got "
+                f"{self.local_placement!r}"
+            )
         if self.mode not in CROP_MODES:
             raise ValueError(f"ViewConfig: mode must be one of {CROP_MODES}, got {self.mode!r}")
         if len(self.global_out) != len(self.local_out):
@@ -175,10 +197,23 @@ class ViewConfig:
         return len(self.global_out)
 
 
-def paper_view_config(spatial_dims: int, mode: str = "sub", **overrides) -> ViewConfig:
-    """The paper's view settings (Sec. 4.3) for 3D CT or 2D X-ray, with overrides."""
+PRESETS = ("paper", "official")
+
+
+def paper_view_config(
+    spatial_dims: int, mode: str = "sub", preset: str = "paper", **overrides
+) -> ViewConfig:
+    """The paper's view settings (Sec. 4.3) for 3D CT or 2D X-ray, with overrides.
+
+    ``preset="official"`` draws 3D views as the released code does (RL4M/PCRLv2
+    ``luna_preprocess.py``): the crop filter keeps air- and lung-dominated crops and local
+    corners range over the globals' box widened by 3 voxels (:class:`ViewConfig`)."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
     if spatial_dims == 3:
-        return replace(ViewConfig(mode=mode), **overrides)
+        official = {"background_keep": "air", "local_placement": "official"}
+        cfg = ViewConfig(mode=mode, **(official if preset == "official" else {}))
+        return replace(cfg, **overrides)
     if spatial_dims == 2:
         cfg = ViewConfig(
             mode=mode,
@@ -213,11 +248,24 @@ def _random_box(shape, size, rng, lo=None, hi=None) -> Box:
 
 
 def _is_background(image: np.ndarray | None, box: Box, cfg: ViewConfig) -> bool:
+    """Whether the crop filter (:class:`ViewConfig`) rejects ``box``."""
     if image is None or cfg.background_value is None:
         return False
     # every second voxel per axis estimates the fraction well, at 1/8 (3D) of the cost
     crop = image[(..., *[slice(a, b, 2) for a, b in zip(box.start, box.stop, strict=True)])]
-    return float((crop < cfg.background_value).mean()) > cfg.background_fraction
+    below = float((crop < cfg.background_value).mean())
+    if cfg.background_keep == "air":
+        return 1.0 - below > 1.0 - cfg.background_fraction
+    return below > cfg.background_fraction
+
+
+def _filter_rule(cfg: ViewConfig) -> str:
+    if cfg.background_keep == "air":
+        return (
+            f"at most {1 - cfg.background_fraction:.0%} of voxels at or above "
+            f"{cfg.background_value}"
+        )
+    return f"at most {cfg.background_fraction:.0%} of voxels below {cfg.background_value}"
 
 
 def _draw_global(shape, cfg, rng, image) -> Box:
@@ -226,8 +274,8 @@ def _draw_global(shape, cfg, rng, image) -> Box:
         if not _is_background(image, g, cfg):
             return g
     raise ValueError(
-        f"no global crop with at most {cfg.background_fraction:.0%} of voxels below "
-        f"{cfg.background_value} in {cfg.max_tries} tries: the image is mostly background"
+        f"no global crop with {_filter_rule(cfg)} in {cfg.max_tries} tries: the image does "
+        "not have enough of what the crop filter keeps"
     )
 
 
@@ -288,7 +336,15 @@ def sample_boxes(
         box = None
         local_shape, lo, hi = shape, None, None
     locals_ = ()
-    if cfg.mode != "none":
+    if cfg.mode == "sub" and cfg.local_placement == "official":
+        m = cfg.local_margin
+        lo = tuple(max(a - m, 0) for a in box.start)
+        hi = tuple(min(b + m, n) for b, n in zip(box.stop, shape, strict=True))
+        locals_ = tuple(
+            _official_local(shape, cfg.local_sizes.sample(local_shape, rng), lo, hi, rng)
+            for _ in range(cfg.n_locals)
+        )
+    elif cfg.mode != "none":
         locals_ = tuple(
             _random_box(
                 shape,
@@ -305,6 +361,17 @@ def sample_boxes(
             for _ in range(cfg.n_locals)
         )
     return ViewBoxes(g1, g2, box, locals_)
+
+
+def _official_local(shape, size, lo, hi, rng) -> Box:
+    """A local box whose corner is uniform in ``[lo, hi)`` (the released code's placement),
+    shifted back inside the image where the window would leave it."""
+    size = tuple(min(s, n) for s, n in zip(size, shape, strict=True))
+    start = tuple(
+        min(int(rng.integers(a, max(a + 1, b))), n - s)
+        for a, b, s, n in zip(lo, hi, size, shape, strict=True)
+    )
+    return Box(start, size)
 
 
 def crop_resize(

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -86,10 +88,45 @@ def test_background_filter_keeps_crops_in_the_body():
 
 def test_background_only_image_is_an_error():
     image = np.full((130, 130, 100), -1000.0, dtype=np.float32)
-    with pytest.raises(ValueError, match="mostly background"):
+    with pytest.raises(ValueError, match="at most 85% of voxels below -150"):
         sample_boxes(
             image.shape, paper_view_config(3, max_tries=5), np.random.default_rng(0), image
         )
+
+
+def test_official_filter_keeps_the_air_and_lung_crops_the_default_rejects():
+    """The released luna_preprocess.py's rule is the complement of this project's: same
+    constants (-150 HU, 15 %), the other side kept."""
+    image = np.full((200, 200, 100), -1000.0, dtype=np.float32)
+    image[100:, :, :] = 40.0
+    cfg = paper_view_config(3, preset="official")
+    assert cfg.background_keep == "air" and cfg.local_placement == "official"
+    for seed in range(30):
+        vb = sample_boxes(image.shape, cfg, np.random.default_rng(seed), image=image)
+        for g in (vb.global1, vb.global2):
+            assert (image[g.slices] >= -150).mean() <= 0.15
+    tissue = np.full((130, 130, 100), 40.0, dtype=np.float32)
+    with pytest.raises(ValueError, match="at most 15% of voxels at or above -150"):
+        sample_boxes(tissue.shape, replace(cfg, max_tries=5), np.random.default_rng(0), tissue)
+
+
+def test_official_local_placement_ranges_past_the_box_but_stays_in_the_image():
+    shape = (150, 150, 120)
+    inside = paper_view_config(3, background_value=None)
+    official = paper_view_config(3, preset="official", background_value=None)
+    past = 0
+    for seed in range(40):
+        vb = sample_boxes(shape, official, np.random.default_rng(seed))
+        for loc in vb.locals:
+            assert all(
+                a >= 0 and b <= n for a, b, n in zip(loc.start, loc.stop, shape, strict=True)
+            )
+            # the corner lies in the enclosing box widened by 3 voxels
+            assert all(a - 3 <= s < b + 3 for s, a, b in zip(loc.start, vb.box.start, vb.box.stop))
+            past += not vb.box.contains(loc)
+        ref = sample_boxes(shape, inside, np.random.default_rng(seed))
+        assert all(ref.box.contains(loc) for loc in ref.locals)
+    assert past > 0
 
 
 def test_crop_larger_than_image_is_an_error():

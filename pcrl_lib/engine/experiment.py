@@ -303,7 +303,8 @@ def run_pretrain(
     if init is not None:
         load_encoder(model.encoder, init)
     crops = model.config.crops if method == "PCRLv2" else "none"
-    base = paper_view_generator(dims, crops, **(settings.views or {}))
+    view_preset = preset if method == "PCRLv2" else "paper"  # the baselines have none
+    base = paper_view_generator(dims, crops, view_preset, **(settings.views or {}))
     images = pretraining_images(data, ids, channels)
     if method == "TransVW":
         images, generator = _visual_words(images, base, n_words, k_neighbours, seed)
