@@ -125,3 +125,29 @@ def test_pretrain_vs_scratch_refuses_a_supervised_reference_for_ct(tmp_path):
         text=True,
     )
     assert out.returncode == 2 and "needs an X-ray source; table7's is luna" in out.stderr
+
+
+def test_finetune_lr_choice_is_the_best_mean_rank_of_validation_scores():
+    sys.path.insert(0, str(BENCH))
+    import pandas as pd
+    from select_finetune_lr import choose
+
+    rows = pd.DataFrame(
+        [
+            # task a prefers 1e-3 (ranks 1e-3: 1, 3e-3: 2, 1e-2: 3)
+            ("a", 1e-3, 70.0), ("a", 3e-3, 65.0), ("a", 1e-2, 60.0),
+            # task b prefers 1e-2 (ranks 1e-2: 1, 3e-3: 2, 1e-3: 3); draws averaged first
+            ("b", 1e-3, 10.0), ("b", 1e-3, 20.0), ("b", 3e-3, 30.0), ("b", 1e-2, 50.0),
+        ],
+        columns=["task", "lr", "best_val"],
+    )  # fmt: skip
+    # mean ranks: 1e-3 2.0, 3e-3 2.0, 1e-2 2.0 -> ties; add a third task that breaks them
+    rows = pd.concat(
+        [
+            rows,
+            pd.DataFrame(
+                [("c", 1e-3, 1.0), ("c", 3e-3, 3.0), ("c", 1e-2, 2.0)], columns=rows.columns
+            ),
+        ]
+    )
+    assert choose(rows) == 3e-3  # mean ranks 1e-3 2.33, 3e-3 1.67, 1e-2 2.0

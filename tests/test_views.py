@@ -122,7 +122,10 @@ def test_official_local_placement_ranges_past_the_box_but_stays_in_the_image():
                 a >= 0 and b <= n for a, b, n in zip(loc.start, loc.stop, shape, strict=True)
             )
             # the corner lies in the enclosing box widened by 3 voxels
-            assert all(a - 3 <= s < b + 3 for s, a, b in zip(loc.start, vb.box.start, vb.box.stop))
+            assert all(
+                a - 3 <= s < b + 3
+                for s, a, b in zip(loc.start, vb.box.start, vb.box.stop, strict=True)
+            )
             past += not vb.box.contains(loc)
         ref = sample_boxes(shape, inside, np.random.default_rng(seed))
         assert all(ref.box.contains(loc) for loc in ref.locals)
