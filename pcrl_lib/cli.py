@@ -36,6 +36,17 @@ def _parse_option(text: str) -> tuple[str, object]:
         return key.replace("-", "_"), value
 
 
+def _non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0 (argparse reports anything else, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from pcrl_lib.data.prepare import DATASETS, options_of, prepare
 
@@ -85,7 +96,7 @@ def _finetune(args: argparse.Namespace) -> int:
     import json
     from dataclasses import replace
 
-    from pcrl_lib.engine.experiment import record_path, run_finetune
+    from pcrl_lib.engine.experiment import record_path, record_stem, run_finetune
     from pcrl_lib.profiles import finetune_settings
 
     names = ("epochs", "batch_size", "lr", "dtype")
@@ -93,13 +104,14 @@ def _finetune(args: argparse.Namespace) -> int:
     if args.epochs is not None:  # an explicit epoch count replaces a step budget
         settings = replace(settings, steps=None)
     method = args.method or ("PCRLv2" if args.checkpoint else "TS")
-    record_file = args.record or record_path(
-        args.profile, args.task, args.protocol, args.label_ratio, method, args.seed
+    stem = record_stem(
+        args.task, args.protocol, args.label_ratio, method, args.seed, draw=args.draw
     )
+    record_file = args.record or record_path(args.profile, stem)
     record = run_finetune(
         args.task, args.data, settings, args.out, checkpoint=args.checkpoint, protocol=args.protocol,
         label_ratio=args.label_ratio, seed=args.seed, record=record_file,
-        record_fields={"method": method},
+        record_fields={"method": method}, draw=args.draw,
     )  # fmt: skip
     print(json.dumps({"record": str(record_file), "metrics": record["metrics"]}))
     return 0
@@ -284,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="fraction of the training split labelled (default 1.0)",
+    )
+    fin.add_argument(
+        "--draw",
+        type=_non_negative_int,
+        default=0,
+        help="label draw: 0 the official ordered list (default), d > 0 the patients reordered "
+        "with seed d - which labelled subset the ratio takes",
     )
     fin.add_argument(
         "--record",

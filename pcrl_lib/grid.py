@@ -290,18 +290,7 @@ def record_file(profile: str, run: FinetuneRun, results: str | os.PathLike | Non
     """The run's record (:func:`pcrl_lib.engine.experiment.record_path`)."""
     from pcrl_lib.engine.experiment import record_path
 
-    return record_path(
-        profile,
-        run.task,
-        run.protocol,
-        run.label_ratio,
-        run.method,
-        run.seed,
-        run.variant,
-        results,
-        run.draw,
-        run.pretrain_seed or 0,
-    )
+    return record_path(profile, run.name, results)
 
 
 def source_folder(folders: dict[str, Path], source: str) -> Path:

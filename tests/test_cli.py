@@ -143,3 +143,11 @@ def test_grid_lists_runs_and_runs_one_pretraining_where_notebook_02_finds_it(
     assert "nih_SimSiam                      done" in capsys.readouterr().out
     assert main(["grid", "--profile", "smoke", "--pretrain", "nih_Nope"]) == 2
     assert "see --list" in capsys.readouterr().err
+
+
+def test_finetune_draw_must_be_a_non_negative_integer(capsys):
+    for bad in ("-1", "two"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["finetune", "luna", "--data", "x", "--out", "y", "--draw", bad])
+        assert exit_info.value.code == 2
+        assert "--draw" in capsys.readouterr().err

@@ -62,22 +62,11 @@ def record_stem(
     return f"{task}_{protocol}_r{label_ratio:g}_{tag}_s{seed}"
 
 
-def record_path(
-    profile: str,
-    task: str,
-    protocol: str,
-    label_ratio: float,
-    method: str,
-    seed: int,
-    variant: str = "",
-    results: str | os.PathLike | None = None,
-    draw: int = 0,
-    pretrain_seed: int = 0,
-) -> Path:
+def record_path(profile: str, stem: str, results: str | os.PathLike | None = None) -> Path:
     """Where a run's record goes (the one naming the tables read, :mod:`pcrl_lib.grid` and the
-    command line share): ``results/<profile>/runs/<record_stem>.json``."""
-    name = record_stem(task, protocol, label_ratio, method, seed, variant, draw, pretrain_seed)
-    return results_root(results) / profile / "runs" / f"{name}.json"
+    command line share): ``results/<profile>/runs/<stem>.json``, ``stem`` from
+    :func:`record_stem`."""
+    return results_root(results) / profile / "runs" / f"{stem}.json"
 
 
 def default_device() -> str:
