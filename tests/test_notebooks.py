@@ -56,3 +56,27 @@ def test_every_paper_table_is_regenerated_with_its_rows_and_columns(smoke):
         # smoke runs the lowest ratio of every table: some cells hold numbers
         values = [ours.at[i, c] for i in ours.index for c in ours.columns if c not in keys]
         assert any(v not in (NOT_RUN, "fail", "undefined") for v in values), csv.name
+
+
+@pytest.mark.slow
+def test_verdicts_rest_on_every_pretraining_run_and_label_draw_of_the_plan(smoke):
+    from pcrl_lib.grid import SEEDS
+    from pcrl_lib.verdicts import COLUMNS, NOT_RUN, report_checks
+
+    root, _ = smoke
+    out = root / "results" / "smoke"
+    verdicts = pd.read_csv(out / "tables" / "verdicts.csv")
+    assert tuple(verdicts.columns) == COLUMNS and len(verdicts) == len(report_checks())
+    plan = SEEDS["smoke"]
+    vs_ts = verdicts[verdicts["check"] == "PCRLv2 - TS"]
+    assert len(vs_ts) == 5 and (vs_ts["verdict"] != NOT_RUN).all()
+    assert (vs_ts["pretrain_seeds"] == plan.pretrain_seeds).all()
+    assert (vs_ts["label_draws"] == plan.label_draws).all()
+    assert (vs_ts["ci_low"] <= vs_ts["estimate"]).all()
+    assert (vs_ts["estimate"] <= vs_ts["ci_high"]).all()
+    assert "Verdicts" in (out / "report.html").read_text()
+    # every pre-training run is probed (at smoke a few labelled images often hold a single
+    # class: the probe's AUROC is then NaN, never dropped), random initialisations beside
+    runs = pd.read_csv(out / "tables" / "pretraining_runs.csv")
+    assert {"probe_auroc", "probe_sd", "drift_median"} <= set(runs.columns)
+    assert runs["status"].eq("random init").sum() == 3

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from pcrl_lib.engine.finetune import FinetuneConfig, recalibrate_batch_norm
 from pcrl_lib.metrics import auroc_per_class
-from pcrl_lib.perf import autocast_context
+from pcrl_lib.perf import autocast_context, mixed_input, mixed_model
 
 
 @torch.no_grad()
@@ -39,11 +39,11 @@ def pooled_features(
     Returns:
         ``features (N, sum_k C_k)`` float64 and ``labels (N, K)``.
     """
-    model.eval()
+    mixed_model(model.eval(), dtype)
     feats, labels = [], []
     for batch in DataLoader(dataset, batch_size=batch_size):
         with autocast_context(dtype, "cpu"):
-            levels = model.encoder(batch["image"])
+            levels = model.encoder(mixed_input(batch["image"], dtype, "cpu"))
         pooled = [f.float().flatten(2).mean(2) for f in levels if f is not None]
         feats.append(torch.cat(pooled, 1).double().numpy())
         labels.append(batch["label"].reshape(len(batch["label"]), -1).numpy())
