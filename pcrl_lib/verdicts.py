@@ -238,4 +238,7 @@ def verdict_table(
                 "verdict": verdict(res["ci_low"], res["ci_high"]),
             }
         )
-    return pd.DataFrame(rows).reindex(columns=list(COLUMNS))
+    table = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
+    counts = ["pretrain_seeds", "label_draws", "test_cases"]
+    table[counts] = table[counts].astype("Int64")  # integers, empty where not run
+    return table

@@ -66,7 +66,7 @@ def test_classifiers_pool_a_map_of_at_least_two_per_axis(profile, task):
 
 def test_demo_splits_are_sized_for_a_point_of_standard_error():
     """Test-split sizes behind the demo's standard errors (measured, README): per-case Dice
-    varies ~5x more on BraTS than on LiTS, hence 154 BraTS test volumes and 20 LiTS ones."""
+    varies ~5x more on BraTS than on LiTS, hence 126 BraTS test volumes and 20 LiTS ones."""
     from pcrl_lib.profiles import DATA
 
     def test_cases(role):
@@ -75,4 +75,4 @@ def test_demo_splits_are_sized_for_a_point_of_standard_error():
 
     luna = DATA["demo"]["luna"][1]
     assert luna["fractions"][2] >= 0.6 and luna["max_nodules"] >= 16
-    assert test_cases("nih") >= 1000 and test_cases("lits") >= 20 and test_cases("brats") >= 150
+    assert test_cases("nih") >= 1000 and test_cases("lits") >= 20 and test_cases("brats") >= 120

@@ -125,3 +125,15 @@ def test_verdict_table_from_records_and_not_run_without_an_arm():
     assert row["verdict"] == LOSS and row["estimate"] == pytest.approx(-5.0)
     assert (row["pretrain_seeds"], row["label_draws"], row["test_cases"]) == (3, 5, 20)
     assert table.iloc[1]["verdict"] == NOT_RUN
+
+
+def test_verdict_counts_are_written_as_integers(tmp_path):
+    dice = np.linspace(0.4, 0.8, 10)
+    records = [_record("TS", d, dice) for d in range(2)]
+    records += [_record("PCRLv2", d, dice, pretrain_seed=d) for d in range(2)]
+    check = Check("table8", "s", "c", "lits", "transfer", 0.1, Arm("PCRLv2"), Arm("TS"))
+    missing = Check("table1", "s", "c", "lits", "transfer", 0.1, Arm("X"), Arm("TS"))
+    path = tmp_path / "v.csv"
+    verdict_table(records, [check, missing], n_boot=50).to_csv(path, index=False)
+    lines = path.read_text().splitlines()
+    assert lines[1].endswith(",2,2,10,0.0") and ",not run,,,," in lines[2]

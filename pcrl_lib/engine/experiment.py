@@ -198,13 +198,15 @@ def run_probe(
     draws: tuple[int, ...] = (0,),
     c: float = 0.1,
     split: str = "val",
+    bn_samples: int = 128,
 ) -> dict:
     """Linear probe of a frozen encoder (a pre-training checkpoint, or the random
     initialisation when ``None``) on a classification task, once per label draw.
 
     The downstream model is built as fine-tuning builds it (``settings.depth`` /
-    ``width``); its batch norms are re-estimated on the images of every draw's labelled
-    subset together (labels unused), their pooled pyramid features and those of ``split``
+    ``width``); its batch norms are re-estimated on at most ``bn_samples`` images of every
+    draw's labelled subsets together (labels unused), their pooled pyramid features and those
+    of ``split``
     are computed once, and :func:`pcrl_lib.engine.probe.fit_linear_probe` fits on each
     draw's labelled subset (:func:`labelled_ids`) and scores ``split`` - the validation
     split by default: a diagnostic of every pre-training run, kept apart from the test split
@@ -229,7 +231,10 @@ def run_probe(
     train, held_out = spec.dataset(data, union), spec.dataset(data, splits[split])
     batch = settings.eval_batch_size or settings.batch_size
     cfg = FinetuneConfig(task="classification", epochs=1, batch_size=batch, dtype=settings.dtype)
-    recalibrate_batch_norm(model, train, cfg)
+    # batch-norm statistics from at most bn_samples of the union (evenly spaced): enough
+    # for a mean and variance per channel, at a fraction of a pass over every draw's images
+    step = max(1, math.ceil(len(union) / bn_samples))
+    recalibrate_batch_norm(model, spec.dataset(data, union[::step]), cfg)
     train_x, train_y = pooled_features(model, train, batch, settings.dtype)
     test_x, test_y = pooled_features(model, held_out, batch, settings.dtype)
     row = {i: k for k, i in enumerate(union)}
