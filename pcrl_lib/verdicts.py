@@ -15,7 +15,9 @@ cases). **The interval**: each of ``n_boot`` replicates resamples with replaceme
 draws (shared by both arms), each arm's pre-training seeds (independent runs: resampled
 independently; TS has none) and the test cases (shared by every run), and recomputes the
 estimate; the 2.5 and 97.5 percentiles bound it. AUROC is recomputed exactly on each
-resample (:func:`pcrl_lib.metrics.weighted_auroc`).
+resample (:func:`pcrl_lib.metrics.weighted_auroc`). Where an arm's pre-training runs are
+paired one to one with the draws (the small profiles), a (pre-training run, draw) pair is
+one unit and is resampled as one.
 
 **The verdict**: ``gain`` when the interval lies above 0, ``loss`` below 0, ``no detectable
 gain`` when it spans 0; ``mde`` is the smallest true difference the design would detect
@@ -196,7 +198,18 @@ def paired_difference(
 
 
 def _arm_mean(runs: list[_Run], values: np.ndarray, d_star: np.ndarray, rng) -> float:
-    """Mean over the resampled draws of the mean over resampled pre-training seeds."""
+    """One replicate's arm mean over the resampled draws ``d_star``.
+
+    Where every draw has one run of the arm (TS; PCRLv2 with pre-training runs paired one
+    to one with the draws) a draw is the unit: its run is taken as it is, so its
+    pre-training run is resampled with it. Where pre-training seeds are crossed with the
+    draws, the seeds are resampled too and each resampled draw contributes the mean over the
+    resampled seeds' runs."""
+    by_draw: dict[int, list[int]] = {}
+    for k, r in enumerate(runs):
+        by_draw.setdefault(r.draw, []).append(k)
+    if all(len(v) == 1 for v in by_draw.values()):
+        return float(np.mean([values[by_draw[d][0]] for d in d_star]))
     seeds = sorted({r.pretrain_seed for r in runs}, key=lambda s: -1 if s is None else s)
     s_star = rng.choice(len(seeds), len(seeds))
     index = {(r.pretrain_seed, r.draw): k for k, r in enumerate(runs)}

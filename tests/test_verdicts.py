@@ -137,3 +137,16 @@ def test_verdict_counts_are_written_as_integers(tmp_path):
     verdict_table(records, [check, missing], n_boot=50).to_csv(path, index=False)
     lines = path.read_text().splitlines()
     assert lines[1].endswith(",2,2,10,0.0") and ",not run,,,," in lines[2]
+
+
+def test_paired_units_are_resampled_once_giving_the_standard_error_of_their_mean():
+    """Pre-training run d paired with draw d: each unit's difference is delta_d (constant
+    over test cases), so the bootstrap SE is that of a mean of 5 values: sd(delta) / sqrt(5)
+    (population sd, the bootstrap's), not inflated by resampling the seeds a second time."""
+    delta = np.array([0.00, 0.02, 0.04, 0.06, 0.08])
+    base = np.full(30, 0.5)
+    a = [Run(d, d, {"dice": (base + delta[d])[:, None].tolist()}) for d in range(5)]
+    b = [Run(None, d, {"dice": base[:, None].tolist()}) for d in range(5)]
+    res = paired_difference(a, b, n_boot=4000)
+    assert res["estimate"] == pytest.approx(4.0)
+    assert res["se"] == pytest.approx(100 * delta.std() / np.sqrt(5), rel=0.08)
