@@ -119,6 +119,7 @@ class _Run:
     pretrain_seed: int | None
     draw: int
     per_case: dict
+    test_split: str | None = None  # digest of the test ids (run records), None: unknown
 
 
 def _arm_runs(records: Sequence[dict], c: Check, arm: Arm) -> list[_Run]:
@@ -132,7 +133,14 @@ def _arm_runs(records: Sequence[dict], c: Check, arm: Arm) -> list[_Run]:
             and rec.get("variant", "") == arm.variant
             and rec.get("per_case")
         ):
-            runs.append(_Run(rec.get("pretrain_seed"), int(rec.get("draw", 0)), rec["per_case"]))
+            runs.append(
+                _Run(
+                    rec.get("pretrain_seed"),
+                    int(rec.get("draw", 0)),
+                    rec["per_case"],
+                    rec.get("test_split"),
+                )
+            )
     return runs
 
 
@@ -160,7 +168,8 @@ def paired_difference(
     docstring). Only label draws present in both arms are used.
 
     Raises:
-        ValueError: no shared draw, or per-case results of different test sizes.
+        ValueError: no shared draw, or runs tested on different test splits (sizes or
+            digests of their ids differ).
     """
     draws = sorted({r.draw for r in a_runs} & {r.draw for r in b_runs})
     if not draws:
@@ -169,7 +178,8 @@ def paired_difference(
     b_runs = [r for r in b_runs if r.draw in draws]
     kind = "dice" if "dice" in a_runs[0].per_case else "auroc"
     sizes = {len(next(iter(r.per_case.values()))) for r in a_runs + b_runs}
-    if len(sizes) != 1:
+    digests = {r.test_split for r in a_runs + b_runs} - {None}
+    if len(sizes) != 1 or len(digests) > 1:
         raise ValueError(f"paired_difference: runs were tested on different splits {sizes}")
     n = sizes.pop()
     rng = np.random.default_rng(seed)

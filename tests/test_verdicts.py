@@ -83,6 +83,9 @@ def test_arms_without_a_shared_draw_or_on_different_splits_are_refused():
         paired_difference(a, _dice_runs(np.full(10, 0.5), draws=[1]))
     with pytest.raises(ValueError, match="different splits"):
         paired_difference(a, _dice_runs(np.full(12, 0.5), draws=[0]))
+    other = [Run(None, 0, a[0].per_case, "0123abcd")]
+    with pytest.raises(ValueError, match="different splits"):
+        paired_difference([Run(0, 0, a[0].per_case, "ffff0000")], other)
 
 
 def test_report_checks_cover_every_table_and_ablation():

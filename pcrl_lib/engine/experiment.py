@@ -139,10 +139,12 @@ def run_finetune(
         settings: :class:`pcrl_lib.profiles.FinetuneSettings`.
         checkpoint: pre-trained weights for the encoder; ``None`` trains from scratch (TS).
         record_fields: extra record fields (``table``, ``method``...).
-        draw: the label draw (:func:`labelled_ids`); the record keeps the labelled ids.
+        draw: the label draw (:func:`labelled_ids`); the record counts the labelled cases
+            and patients.
+
     The record keeps the test split's per-case results (``per_case``: labels and scores,
-    or Dice per case and region) for paired, hierarchical intervals
-    (:mod:`pcrl_lib.verdicts`).
+    or Dice per case and region) and a digest of the split's ids (``test_split``) for
+    paired, hierarchical intervals (:mod:`pcrl_lib.verdicts`).
     """
     spec = get_task(task)
     data = spec.data(data_folder)
