@@ -12,6 +12,7 @@ from pcrl_lib.verdicts import (
     Check,
     paired_difference,
     report_checks,
+    small_sample_factor,
     verdict,
     verdict_table,
 )
@@ -51,9 +52,18 @@ def test_estimate_is_the_difference_of_arm_means_and_seeds_widen_the_interval():
     b = _dice_runs(base, shift_by=lambda s, d: 0.01 * d)
     res = paired_difference(a, b, n_boot=500)
     assert res["estimate"] == pytest.approx(2.0)  # mean of 0, 2, 4 points
-    # draws cancel (paired) and test cases are constant: only the seeds spread it
-    assert 0.0 <= res["ci_low"] < 2.0 < res["ci_high"] <= 4.0
-    assert res["mde"] == pytest.approx((1.959964 + 0.841621) * res["se"])
+    # draws cancel (paired) and test cases are constant: only the seeds spread it; the
+    # percentile interval lies in [0, 4], widened by the small-sample factor of 5 draws
+    k = small_sample_factor(5)
+    assert 2.0 - 2.0 * k - 1e-9 <= res["ci_low"] < 2.0 < res["ci_high"] <= 2.0 + 2.0 * k + 1e-9
+    assert res["mde"] == pytest.approx((1.959964 + 0.841621) * k * res["se"])
+
+
+def test_small_sample_factor_is_the_t_over_z_expansion():
+    # t_{0.975, 4} = 2.7764, sqrt(5/4) = 1.1180, z = 1.9600
+    assert small_sample_factor(5) == pytest.approx(2.7764 * 1.1180 / 1.9600, rel=1e-3)
+    assert small_sample_factor(1) == 1.0
+    assert 1.0 < small_sample_factor(200) < 1.01
 
 
 def test_identical_auroc_runs_give_no_detectable_gain():
