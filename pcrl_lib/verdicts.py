@@ -190,11 +190,12 @@ def paired_difference(
     counts = np.vstack([np.ones(n), rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)])
     m_a, m_b = _metric_table(a_runs, kind, counts), _metric_table(b_runs, kind, counts)
     estimate = float(m_a[:, 0].mean() - m_b[:, 0].mean())
+    arm_a, arm_b = _arm_index(a_runs), _arm_index(b_runs)
     boot = np.empty(n_boot)
     for i in range(n_boot):
         d_star = rng.choice(draws, len(draws))
-        boot[i] = _arm_mean(a_runs, m_a[:, i + 1], d_star, rng) - _arm_mean(
-            b_runs, m_b[:, i + 1], d_star, rng
+        boot[i] = _arm_mean(arm_a, m_a[:, i + 1], d_star, rng) - _arm_mean(
+            arm_b, m_b[:, i + 1], d_star, rng
         )
     boot = boot[np.isfinite(boot)]
     lo, hi = np.quantile(boot, [0.025, 0.975])
@@ -225,7 +226,29 @@ def small_sample_factor(units: int) -> float:
     return float(t.ppf(0.975, units - 1) * np.sqrt(units / (units - 1)) / norm.ppf(0.975))
 
 
-def _arm_mean(runs: list[_Run], values: np.ndarray, d_star: np.ndarray, rng) -> float:
+@dataclass(frozen=True)
+class _ArmIndex:
+    """Where an arm's runs are, built once per check (not once per replicate)."""
+
+    by_draw: dict[int, int] | None  # draw -> run, when every draw has one run
+    seeds: list[int | None]
+    by_pair: dict[tuple[int | None, int], int]
+
+
+def _arm_index(runs: list[_Run]) -> _ArmIndex:
+    draws: dict[int, list[int]] = {}
+    for k, r in enumerate(runs):
+        draws.setdefault(r.draw, []).append(k)
+    one_each = all(len(v) == 1 for v in draws.values())
+    seeds = sorted({r.pretrain_seed for r in runs}, key=lambda s: -1 if s is None else s)
+    return _ArmIndex(
+        {d: v[0] for d, v in draws.items()} if one_each else None,
+        seeds,
+        {(r.pretrain_seed, r.draw): k for k, r in enumerate(runs)},
+    )
+
+
+def _arm_mean(arm: _ArmIndex, values: np.ndarray, d_star: np.ndarray, rng) -> float:
     """One replicate's arm mean over the resampled draws ``d_star``.
 
     Where every draw has one run of the arm (TS; PCRLv2 with pre-training runs paired one
@@ -233,16 +256,14 @@ def _arm_mean(runs: list[_Run], values: np.ndarray, d_star: np.ndarray, rng) -> 
     pre-training run is resampled with it. Where pre-training seeds are crossed with the
     draws, the seeds are resampled too and each resampled draw contributes the mean over the
     resampled seeds' runs."""
-    by_draw: dict[int, list[int]] = {}
-    for k, r in enumerate(runs):
-        by_draw.setdefault(r.draw, []).append(k)
-    if all(len(v) == 1 for v in by_draw.values()):
-        return float(np.mean([values[by_draw[d][0]] for d in d_star]))
-    seeds = sorted({r.pretrain_seed for r in runs}, key=lambda s: -1 if s is None else s)
-    s_star = rng.choice(len(seeds), len(seeds))
-    index = {(r.pretrain_seed, r.draw): k for k, r in enumerate(runs)}
+    if arm.by_draw is not None:
+        return float(np.mean([values[arm.by_draw[d]] for d in d_star]))
+    s_star = rng.choice(len(arm.seeds), len(arm.seeds))
     picked = [
-        values[index[(seeds[s], d)]] for d in d_star for s in s_star if (seeds[s], d) in index
+        values[arm.by_pair[(arm.seeds[s], d)]]
+        for d in d_star
+        for s in s_star
+        if (arm.seeds[s], d) in arm.by_pair
     ]
     return float(np.mean(picked)) if picked else float("nan")
 

@@ -198,6 +198,11 @@ class PreparedDataset:
         """The dataset's name as ``prepare`` recorded it."""
         return str(self.info.get("dataset", self.root.name))
 
+    @property
+    def patients(self) -> dict[str, str]:
+        """Case id -> patient id, from the manifest (what label draws group by)."""
+        return dict(zip(self.manifest["id"], self.manifest["patient"], strict=True))
+
     def splits(self, names: Sequence[str] = ("train", "val", "test")) -> dict[str, list[str]]:
         """The saved splits."""
         return read_splits(self.root / "splits", names)

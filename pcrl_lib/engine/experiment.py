@@ -149,7 +149,7 @@ def run_finetune(
     spec = get_task(task)
     data = spec.data(data_folder)
     splits = data.splits()
-    patients = dict(zip(data.manifest["id"], data.manifest["patient"], strict=True))
+    patients = data.patients
     ids = labelled_ids(splits["train"], protocol, label_ratio, draw, patients)
     torch.manual_seed(seed)
     model = spec.model(data, settings.depth, settings.width)
@@ -223,7 +223,7 @@ def run_probe(
         raise ValueError(f"run_probe: {task} is not a classification task")
     data = spec.data(data_folder)
     splits = data.splits()
-    patients = dict(zip(data.manifest["id"], data.manifest["patient"], strict=True))
+    patients = data.patients
     torch.manual_seed(0)
     model = spec.model(data, settings.depth, settings.width)
     if checkpoint is not None:
