@@ -57,3 +57,25 @@ def to_channels_last(obj: nn.Module | torch.Tensor):
     if obj.dim() == 5:
         return obj.contiguous(memory_format=torch.channels_last_3d)
     return obj
+
+
+def machine_description() -> str:
+    """The machine a measurement ran on, for result files: the CUDA device's name when
+    torch sees one, else the CPU model (``/proc/cpuinfo``) and torch's thread count, and
+    the torch version - e.g. ``"AMD EPYC 9554 64-Core Processor, 2 threads, torch 2.14.1"``."""
+    import platform
+
+    if torch.cuda.is_available():
+        where = torch.cuda.get_device_name(0)
+    else:
+        where = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as handle:
+                models = [
+                    ln.split(":", 1)[1].strip() for ln in handle if ln.startswith("model name")
+                ]
+            where = models[0] if models else where
+        except OSError:
+            pass
+        where = f"{where}, {torch.get_num_threads()} threads"
+    return f"{where}, torch {torch.__version__.split('+')[0]}"

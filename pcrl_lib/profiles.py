@@ -297,7 +297,10 @@ class PretrainSettings:
     one; the official 2D code does start from ImageNet - ``train_2d.py`` builds
     ``smp.Unet("resnet18", in_channels=3, classes=3)`` (RL4M/PCRLv2
     ``models/pcrlv2_model.py``), whose ``encoder_weights`` default is ``"imagenet"``.
-    Every profile leaves it ``None``, as the paper describes the method."""
+    Every profile leaves it ``None``, as the paper describes the method.
+
+    ``optimizer`` / ``weight_decay`` / ``warmup_steps`` / ``schedule``: see
+    :class:`pcrl_lib.engine.pretrain.PretrainConfig` (paper: SGD, 1e-5, no warm-up, cosine)."""
 
     epochs: int
     batch_size: int
@@ -307,6 +310,10 @@ class PretrainSettings:
     lr: float = 1e-2
     views: dict[str, Any] | None = None
     encoder_init: str | None = None
+    optimizer: str = "sgd"
+    weight_decay: float = 1e-5
+    warmup_steps: int = 0
+    schedule: str = "cosine"
 
 
 def _small_views(global_sizes, global_out, local_sizes, local_out) -> dict[str, Any]:

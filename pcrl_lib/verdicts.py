@@ -119,14 +119,17 @@ def report_checks() -> list[Check]:
 
 
 @dataclass
-class _Run:
+class ArmRun:
+    """One run of an arm: its pre-training seed (``None``: no pre-training), label draw,
+    per-case test results (a run record's ``per_case``) and test-split digest."""
+
     pretrain_seed: int | None
     draw: int
     per_case: dict
     test_split: str | None = None  # digest of the test ids (run records), None: unknown
 
 
-def _arm_runs(records: Sequence[dict], c: Check, arm: Arm) -> list[_Run]:
+def _arm_runs(records: Sequence[dict], c: Check, arm: Arm) -> list[ArmRun]:
     runs = []
     for rec in records:
         if (
@@ -138,7 +141,7 @@ def _arm_runs(records: Sequence[dict], c: Check, arm: Arm) -> list[_Run]:
             and rec.get("per_case")
         ):
             runs.append(
-                _Run(
+                ArmRun(
                     rec.get("pretrain_seed"),
                     int(rec.get("draw", 0)),
                     rec["per_case"],
@@ -148,7 +151,7 @@ def _arm_runs(records: Sequence[dict], c: Check, arm: Arm) -> list[_Run]:
     return runs
 
 
-def _metric_table(runs: list[_Run], kind: str, counts: np.ndarray) -> np.ndarray:
+def _metric_table(runs: list[ArmRun], kind: str, counts: np.ndarray) -> np.ndarray:
     """``(runs, B)`` metric in percent under each resample of the test cases."""
     out = np.empty((len(runs), len(counts)))
     for k, run in enumerate(runs):
@@ -166,10 +169,18 @@ def _metric_table(runs: list[_Run], kind: str, counts: np.ndarray) -> np.ndarray
 
 
 def paired_difference(
-    a_runs: list[_Run], b_runs: list[_Run], n_boot: int = 2000, seed: int = 0
+    a_runs: list[ArmRun],
+    b_runs: list[ArmRun],
+    n_boot: int = 2000,
+    seed: int = 0,
+    paired_seeds: bool = False,
 ) -> dict:
     """The estimate, interval and standard error of ``mean(a) - mean(b)`` (module
     docstring). Only label draws present in both arms are used.
+
+    ``paired_seeds``: both arms cross the same pre-training runs with the draws (e.g. one
+    run's encoder at two budgets): each replicate resamples the seeds once for both arms,
+    and the interval is widened for the fewer of draws and seeds.
 
     Raises:
         ValueError: no shared draw, or runs tested on different test splits (sizes or
@@ -191,16 +202,24 @@ def paired_difference(
     m_a, m_b = _metric_table(a_runs, kind, counts), _metric_table(b_runs, kind, counts)
     estimate = float(m_a[:, 0].mean() - m_b[:, 0].mean())
     arm_a, arm_b = _arm_index(a_runs), _arm_index(b_runs)
+    units = len(draws)
+    if paired_seeds:
+        if arm_a.by_draw is not None or arm_a.seeds != arm_b.seeds:
+            raise ValueError(
+                "paired_difference: paired_seeds needs both arms to cross one seed set"
+            )
+        units = min(units, len(arm_a.seeds))
     boot = np.empty(n_boot)
     for i in range(n_boot):
         d_star = rng.choice(draws, len(draws))
-        boot[i] = _arm_mean(arm_a, m_a[:, i + 1], d_star, rng) - _arm_mean(
-            arm_b, m_b[:, i + 1], d_star, rng
+        s_star = rng.choice(len(arm_a.seeds), len(arm_a.seeds)) if paired_seeds else None
+        boot[i] = _arm_mean(arm_a, m_a[:, i + 1], d_star, rng, s_star) - _arm_mean(
+            arm_b, m_b[:, i + 1], d_star, rng, s_star
         )
     boot = boot[np.isfinite(boot)]
     lo, hi = np.quantile(boot, [0.025, 0.975])
     se = float(boot.std(ddof=1))
-    k = small_sample_factor(len(draws))
+    k = small_sample_factor(units)
     return {
         "estimate": estimate,
         "ci_low": float(estimate - k * (estimate - lo)),
@@ -210,6 +229,44 @@ def paired_difference(
         "pretrain_seeds": len({r.pretrain_seed for r in a_runs if r.pretrain_seed is not None}),
         "label_draws": len(draws),
         "test_cases": n,
+    }
+
+
+def arm_interval(runs: list[ArmRun], n_boot: int = 2000, seed: int = 0) -> dict:
+    """The mean metric of one arm's runs with a 95 % interval, resampled as
+    :func:`paired_difference` resamples an arm (label draws, pre-training seeds, test cases;
+    widened by :func:`small_sample_factor` for few draws): ``{"estimate", "ci_low",
+    "ci_high"}`` in points.
+
+    Raises:
+        ValueError: no runs, or runs tested on different test splits.
+    """
+    if not runs:
+        raise ValueError("arm_interval: no runs")
+    kind = "dice" if "dice" in runs[0].per_case else "auroc"
+    sizes = {len(next(iter(r.per_case.values()))) for r in runs}
+    if len(sizes) != 1 or len({r.test_split for r in runs} - {None}) > 1:
+        raise ValueError(f"arm_interval: runs were tested on different splits {sizes}")
+    n = sizes.pop()
+    rng = np.random.default_rng(seed)
+    counts = np.vstack([np.ones(n), rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)])
+    values = _metric_table(runs, kind, counts)
+    draws = sorted({r.draw for r in runs})
+    arm = _arm_index(runs)
+    boot = np.array(
+        [
+            _arm_mean(arm, values[:, i + 1], rng.choice(draws, len(draws)), rng)
+            for i in range(n_boot)
+        ]
+    )
+    boot = boot[np.isfinite(boot)]
+    estimate = float(values[:, 0].mean())
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    k = small_sample_factor(len(draws))
+    return {
+        "estimate": estimate,
+        "ci_low": float(estimate - k * (estimate - lo)),
+        "ci_high": float(estimate + k * (hi - estimate)),
     }
 
 
@@ -235,7 +292,7 @@ class _ArmIndex:
     by_pair: dict[tuple[int | None, int], int]
 
 
-def _arm_index(runs: list[_Run]) -> _ArmIndex:
+def _arm_index(runs: list[ArmRun]) -> _ArmIndex:
     draws: dict[int, list[int]] = {}
     for k, r in enumerate(runs):
         draws.setdefault(r.draw, []).append(k)
@@ -248,17 +305,20 @@ def _arm_index(runs: list[_Run]) -> _ArmIndex:
     )
 
 
-def _arm_mean(arm: _ArmIndex, values: np.ndarray, d_star: np.ndarray, rng) -> float:
+def _arm_mean(
+    arm: _ArmIndex, values: np.ndarray, d_star: np.ndarray, rng, s_star: np.ndarray | None = None
+) -> float:
     """One replicate's arm mean over the resampled draws ``d_star``.
 
     Where every draw has one run of the arm (TS; PCRLv2 with pre-training runs paired one
     to one with the draws) a draw is the unit: its run is taken as it is, so its
     pre-training run is resampled with it. Where pre-training seeds are crossed with the
     draws, the seeds are resampled too and each resampled draw contributes the mean over the
-    resampled seeds' runs."""
+    resampled seeds' runs (``s_star``: the seeds' indices drawn for both arms)."""
     if arm.by_draw is not None:
         return float(np.mean([values[arm.by_draw[d]] for d in d_star]))
-    s_star = rng.choice(len(arm.seeds), len(arm.seeds))
+    if s_star is None:
+        s_star = rng.choice(len(arm.seeds), len(arm.seeds))
     picked = [
         values[arm.by_pair[(arm.seeds[s], d)]]
         for d in d_star

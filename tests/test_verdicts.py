@@ -16,7 +16,7 @@ from pcrl_lib.verdicts import (
     verdict,
     verdict_table,
 )
-from pcrl_lib.verdicts import _Run as Run
+from pcrl_lib.verdicts import ArmRun as Run
 
 
 def _dice_runs(per_case: np.ndarray, seeds=(None,), draws=range(5), shift_by=None):
@@ -163,3 +163,31 @@ def test_paired_units_are_resampled_once_giving_the_standard_error_of_their_mean
     res = paired_difference(a, b, n_boot=4000)
     assert res["estimate"] == pytest.approx(4.0)
     assert res["se"] == pytest.approx(100 * delta.std() / np.sqrt(5), rel=0.08)
+
+
+def test_arm_interval_is_the_mean_with_an_interval_from_draws_and_cases():
+    from pcrl_lib.verdicts import arm_interval
+
+    base = np.full(20, 0.5)
+    flat = arm_interval(_dice_runs(base, draws=range(4)), n_boot=200)
+    # nothing varies: the interval collapses onto the mean
+    assert flat == pytest.approx({"estimate": 50.0, "ci_low": 50.0, "ci_high": 50.0})
+    spread = arm_interval(_dice_runs(base, draws=range(4), shift_by=lambda s, d: 0.02 * d))
+    assert spread["estimate"] == pytest.approx(53.0)  # draws add 0, 2, 4, 6 points
+    assert spread["ci_low"] < 53.0 < spread["ci_high"]
+    with pytest.raises(ValueError, match="no runs"):
+        arm_interval([])
+
+
+def test_paired_seeds_cancel_what_a_seed_adds_to_both_arms():
+    base = np.full(20, 0.5)
+    # seed s adds 0.05 * s to both arms (one pre-training run measured twice); the gain is 3
+    a = _dice_runs(base, seeds=(0, 1, 2), draws=range(4), shift_by=lambda s, d: 0.05 * s + 0.03)
+    b = _dice_runs(base, seeds=(0, 1, 2), draws=range(4), shift_by=lambda s, d: 0.05 * s)
+    paired = paired_difference(a, b, n_boot=300, paired_seeds=True)
+    assert paired["estimate"] == pytest.approx(3.0)
+    assert paired["ci_low"] == pytest.approx(3.0) and paired["ci_high"] == pytest.approx(3.0)
+    unpaired = paired_difference(a, b, n_boot=300)  # seeds resampled apart: wider
+    assert unpaired["ci_high"] - unpaired["ci_low"] > 1.0
+    with pytest.raises(ValueError, match="paired_seeds"):
+        paired_difference(a, _dice_runs(base, draws=range(4)), paired_seeds=True)

@@ -46,7 +46,7 @@ def sgd(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
     )
 
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, name: str = "sgd") -> torch.optim.Optimizer:
@@ -54,11 +54,16 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, name: str = "sgd") -> tor
     and no weight decay, as the released fine-tuning code (RL4M/PCRLv2
     ``finetune.py``: ``torch.optim.Adam(model.parameters(), args.lr)``). Adam's step does
     not scale with ``lr / ||W||^2`` under batch norm, so a pre-trained kernel whose norm
-    grew during pre-training is fine-tuned at the same effective rate as a fresh one."""
+    grew during pre-training is fine-tuned at the same effective rate as a fresh one.
+    ``"adamw"``: AdamW (decoupled weight decay ``cfg.weight_decay``) - the small profiles'
+    pre-training (:class:`pcrl_lib.profiles.PretrainSettings`), whose few hundred steps move
+    an SGD-trained encoder little."""
     if name == "sgd":
         return sgd(model, cfg)
     if name == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if name == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
 

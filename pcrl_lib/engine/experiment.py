@@ -201,6 +201,7 @@ def run_probe(
     c: float = 0.1,
     split: str = "val",
     bn_samples: int = 128,
+    per_case: bool = False,
 ) -> dict:
     """Linear probe of a frozen encoder (a pre-training checkpoint, or the random
     initialisation when ``None``) on a classification task, once per label draw.
@@ -216,7 +217,9 @@ def run_probe(
 
     Returns:
         ``{"task", "protocol", "label_ratio", "split", "draws", "auroc": [per draw, %],
-        "mean"}``.
+        "mean"}``; with ``per_case``, also ``"per_case"`` (per draw, the split's labels and
+        scores as a fine-tuning record keeps them) and ``"test_split"`` (the digest of the
+        split's ids) - what :func:`pcrl_lib.verdicts.paired_difference` needs.
     """
     spec = get_task(task)
     if spec.kind != "classification":
@@ -240,13 +243,16 @@ def run_probe(
     train_x, train_y = pooled_features(model, train, batch, settings.dtype)
     test_x, test_y = pooled_features(model, held_out, batch, settings.dtype)
     row = {i: k for k, i in enumerate(union)}
-    scores = []
+    scores, cases = [], []
     for ids in subsets:
         rows = [row[i] for i in ids]
-        scores.append(
-            100 * fit_linear_probe(train_x[rows], train_y[rows], test_x, test_y, c)["mean"]
+        fit = fit_linear_probe(
+            train_x[rows], train_y[rows], test_x, test_y, c, keep_scores=per_case
         )
-    return {
+        scores.append(100 * fit["mean"])
+        if per_case:
+            cases.append(compact_per_case({"y_true": test_y, "y_score": fit["scores"]}))
+    out = {
         "task": task,
         "protocol": protocol,
         "label_ratio": label_ratio,
@@ -255,6 +261,9 @@ def run_probe(
         "auroc": [round(v, 2) for v in scores],
         "mean": round(float(np.nanmean(scores)), 2) if np.isfinite(scores).any() else math.nan,
     }
+    if per_case:
+        out["per_case"], out["test_split"] = cases, ids_digest(splits[split])
+    return out
 
 
 def ids_digest(ids: list[str]) -> str:
@@ -273,6 +282,8 @@ def run_pretrain(
     seed: int = 0,
     num_workers: int = 0,
     progress_bar: bool = True,
+    max_steps: int | None = None,
+    snapshot_steps: tuple[int, ...] = (),
     **method_overrides,
 ) -> dict:
     """Pre-train ``method`` (a key of :data:`pcrl_lib.methods.registry.METHODS`) on the
@@ -280,7 +291,9 @@ def run_pretrain(
     from the data) and return :func:`pretrain`'s summary plus ``encoder_init`` (the file the
     encoder started from, ``settings.encoder_init``; ``None``: random). ``preset`` and
     ``method_overrides`` go to PCRLv2's :func:`pcrl_lib.methods.pcrlv2_config` (the
-    ablations) or to the baseline's constructor."""
+    ablations) or to the baseline's constructor. ``max_steps`` / ``snapshot_steps``: stop
+    after that many steps, keep the encoder after each of these
+    (:class:`pcrl_lib.engine.pretrain.PretrainConfig`; the budget study)."""
     init = encoder_init_file(settings.encoder_init)  # a missing file fails before any work
     data = PreparedDataset(data_folder)
     ids = data.splits((split,))[split]
@@ -311,11 +324,17 @@ def run_pretrain(
         epochs=settings.epochs,
         batch_size=min(settings.batch_size, len(images)),
         lr=settings.lr,
+        weight_decay=settings.weight_decay,
         dtype=settings.dtype,
         seed=seed,
         num_workers=num_workers,
         progress_bar=progress_bar,
         device=default_device(),
+        optimizer=settings.optimizer,
+        warmup_steps=settings.warmup_steps,
+        schedule=settings.schedule,
+        max_steps=max_steps,
+        snapshot_steps=tuple(snapshot_steps),
     )
     summary = pretrain(model, dataset, cfg, out_dir)
     return {**summary, "encoder_init": None if init is None else str(init)}

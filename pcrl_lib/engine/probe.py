@@ -57,6 +57,7 @@ def fit_linear_probe(
     test_y: np.ndarray,
     c: float = 0.1,
     class_names: list[str] | None = None,
+    keep_scores: bool = False,
 ) -> dict:
     """Logistic regression per class on standardised features; AUROC on the test samples.
 
@@ -68,7 +69,8 @@ def fit_linear_probe(
     Returns:
         :func:`pcrl_lib.metrics.auroc_per_class`'s dict; a class with a single label value
         among the training samples cannot be fitted: its AUROC is NaN and it is listed
-        under ``"unfitted"``.
+        under ``"unfitted"``. ``keep_scores``: the ``(N, K)`` decision values are returned
+        under ``"scores"`` (for intervals over the test samples).
     """
     train_x, test_x = np.asarray(train_x, float), np.asarray(test_x, float)
     train_y, test_y = np.asarray(train_y).reshape(len(train_x), -1), np.asarray(test_y)
@@ -97,6 +99,8 @@ def fit_linear_probe(
     defined = [out[n] for n in names if np.isfinite(out[n])]
     out["mean"] = float(np.mean(defined)) if defined else float("nan")
     out["unfitted"] = [names[k] for k in unfitted]
+    if keep_scores:
+        out["scores"] = scores
     return out
 
 

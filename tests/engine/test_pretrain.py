@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from pcrl_lib.engine.common import cosine_lr
-from pcrl_lib.engine.pretrain import PretrainConfig, pretrain, sample_seed
+from pcrl_lib.engine.pretrain import (
+    PretrainConfig,
+    learning_rate,
+    pretrain,
+    sample_seed,
+    snapshot_path,
+)
 from tests.engine.tiny_run import build
 
 SCRIPT = Path(__file__).with_name("tiny_run.py")
@@ -90,3 +96,65 @@ def test_workers_do_not_change_the_result(tmp_path):
         pretrain(method, data, cfg, tmp_path / str(workers))
         results.append(_weights(tmp_path / str(workers) / "last.pt"))
     assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
+
+
+def _with(cfg, **changes):
+    return PretrainConfig(**{**cfg.__dict__, **changes})
+
+
+def test_learning_rate_warms_up_then_holds_or_decays():
+    cfg = PretrainConfig(lr=0.1, warmup_steps=4, schedule="constant")
+    # linear warm-up lr * (step + 1) / warmup, then the constant rate whatever the epoch
+    assert [learning_rate(cfg, 0, 10, s) for s in range(5)] == pytest.approx(
+        [0.025, 0.05, 0.075, 0.1, 0.1]
+    )
+    assert learning_rate(cfg, 9, 10, 500) == pytest.approx(0.1)
+    cosine = _with(cfg, schedule="cosine")
+    assert learning_rate(cosine, 5, 10, 500) == pytest.approx(0.05)  # cosine_lr after warm-up
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"schedule": "linear"}, "schedule"),
+        ({"warmup_steps": -1}, "warmup_steps"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"max_steps": 5, "snapshot_steps": (0, -6)}, "snapshot_steps"),
+    ],
+)
+def test_config_rejects_bad_schedules(changes, match):
+    with pytest.raises(ValueError, match=match):
+        PretrainConfig(**changes)
+
+
+def test_max_steps_stop_inside_an_epoch_and_extend_to_the_same_weights(tmp_path):
+    """A budget run stopped at 3 steps (inside the second epoch of 2 steps) and extended to
+    5 equals a run of 5 steps, and its snapshots equal the longer run's: one run serves
+    every budget of a study."""
+    method, data, cfg = build(epochs=1)
+    adamw = _with(cfg, optimizer="adamw", lr=1e-3, warmup_steps=2, schedule="constant")
+    full = _with(adamw, max_steps=5, snapshot_steps=(0, 3, 5))
+    pretrain(method, data, full, tmp_path / "full")
+    staged = tmp_path / "staged"
+    method, data, _ = build(epochs=1)
+    pretrain(method, data, _with(full, max_steps=3), staged)
+    state = torch.load(staged / "last.pt", weights_only=True)
+    assert state["step"] == 3 and not snapshot_path(staged, 5).exists()
+    method, data, _ = build(epochs=1)
+    pretrain(method, data, full, staged)
+    a, b = _weights(tmp_path / "full" / "last.pt"), _weights(staged / "last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for step in (0, 3, 5):
+        x = torch.load(snapshot_path(tmp_path / "full", step), weights_only=True)
+        y = torch.load(snapshot_path(staged, step), weights_only=True)
+        assert x["step"] == step and set(x["model"]) == set(y["model"])
+        assert all(k.startswith("encoder.") for k in x["model"])
+        assert all(torch.equal(x["model"][k], y["model"][k]) for k in x["model"])
+    # step 0 is the initial encoder; 5 AdamW steps moved it
+    first = torch.load(snapshot_path(staged, 0), weights_only=True)["model"]
+    last = torch.load(snapshot_path(staged, 5), weights_only=True)["model"]
+    assert any(not torch.equal(first[k], last[k]) for k in first)
+    steps = [json.loads(x) for x in (staged / "log.jsonl").read_text().splitlines()]
+    steps = [x for x in steps if x["kind"] == "step"]
+    assert [(x["epoch"], x["step"]) for x in steps] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)]
+    assert [x["lr"] for x in steps] == pytest.approx([5e-4, 1e-3, 1e-3, 1e-3, 1e-3])

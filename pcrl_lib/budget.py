@@ -1,0 +1,495 @@
+"""How much pre-training does self-supervision need? The pre-training budget study.
+
+For each source (synthetic LUNA CT volumes, 3D; NIH-like X-rays, 2D), each method of
+:class:`BudgetPlan` and each pre-training seed, **one** run pre-trains with the profile's
+settings and a constant learning rate after its warm-up, and keeps its encoder after every
+budget (``step_<n>.pt``, :class:`pcrl_lib.engine.pretrain.PretrainConfig`): a snapshot after
+``n`` steps is the same whatever the run's final length, so one run serves every budget,
+and the study grows budget by budget (a later call extends the runs from where they
+stopped, across sessions). Budget 0 is the method's random initialisation.
+
+At every budget each snapshot is measured twice on the source's classification task at the
+lowest label ratio of its table (:data:`pcrl_lib.grid.PROBE_TABLES`: LUNA Table V, NIH
+Table IV), on the test split:
+
+- a **linear probe** of the frozen encoder over ``probe_draws`` label draws
+  (:func:`pcrl_lib.engine.experiment.run_probe`); its gain is paired with the same method's
+  budget-0 probe (same seeds, same draws, same test cases);
+- a **fine-tuning** with the demo's protocol (:func:`pcrl_lib.engine.experiment.run_finetune`):
+  pre-training seed ``k`` fine-tuned on label draw ``k``, fine-tuning seed ``k``; its gain is
+  paired with TS (training from scratch) on the same draws.
+
+Gains are :func:`pcrl_lib.verdicts.paired_difference` (hierarchical bootstrap over label
+draws, pre-training runs and test cases, widened for few units). Files, under
+``<results>/<profile>/budget/``: ``pretrain/<source>_<method>_p<seed>/`` (the runs),
+``records/`` (one JSON per measured snapshot, with per-case scores), and the two tables
+:func:`study_rows` and :func:`gain_table` write.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pcrl_lib.grid import MAIN_TABLES, PROBE_TABLES, _map, source_folder
+from pcrl_lib.io import write_json_atomic
+from pcrl_lib.paths import results_root
+from pcrl_lib.profiles import PretrainSettings, finetune_settings, pretrain_settings
+
+ROW_COLUMNS = (
+    "method",
+    "source",
+    "task",
+    "steps",
+    "seed",
+    "probe_auroc",
+    "probe_ci_low",
+    "probe_ci_high",
+    "probe_draws",
+    "finetune_auroc",
+    "finetune_ci_low",
+    "finetune_ci_high",
+    "finetune_draw",
+    "pretext_loss",
+    "drift_median",
+    "drift_last",
+    "pretrain_wall_s",
+    "machine",
+)
+GAIN_COLUMNS = (
+    "method",
+    "source",
+    "task",
+    "steps",
+    "measure",
+    "reference",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "verdict",
+    "pretrain_seeds",
+    "label_draws",
+    "test_cases",
+    "mde",
+)
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """What the study runs at one profile.
+
+    ``budgets``: optimiser steps at which every run is measured (0: random initialisation),
+    ascending. ``seeds``: pre-training seeds; fine-tuning pairs seed ``k`` with label draw
+    ``k``. ``probe_draws``: label draws of every linear probe (crossed with the seeds)."""
+
+    methods: tuple[str, ...] = ("PCRLv2", "MG", "SimSiam")
+    sources: tuple[str, ...] = ("luna", "nih")
+    budgets: tuple[int, ...] = (0, 300, 1000, 3000)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    probe_draws: int = 10
+
+    def __post_init__(self) -> None:
+        if list(self.budgets) != sorted(set(self.budgets)) or self.budgets[0] != 0:
+            raise ValueError(f"budgets must ascend from 0 without repeats, got {self.budgets}")
+        unknown = set(self.sources) - {"luna", "nih"}
+        if unknown:
+            raise ValueError(f"sources must be luna or nih, got {sorted(unknown)}")
+        if not self.seeds or self.probe_draws < 1:
+            raise ValueError("a plan needs at least one seed and one probe draw")
+
+
+PLANS = {
+    "smoke": BudgetPlan(budgets=(0, 2), seeds=(0,), probe_draws=2),
+    "demo": BudgetPlan(),
+    "paper": BudgetPlan(budgets=(0, 3000, 10000, 30000, 100000), seeds=(0, 1, 2)),
+}
+
+
+def study_dir(profile: str, results: str | os.PathLike | None = None) -> Path:
+    """``<results>/<profile>/budget``."""
+    return results_root(results) / profile / "budget"
+
+
+def run_name(source: str, method: str, seed: int) -> str:
+    """``<source>_<method>_p<seed>``: a pre-training run's folder."""
+    return f"{source}_{method}_p{seed}"
+
+
+def record_name(source: str, method: str, seed: int, steps: int | None) -> str:
+    """A measured snapshot's record stem (``steps=None``: TS on draw ``seed``)."""
+    if steps is None:
+        return f"{source}_TS_d{seed}"
+    return f"{run_name(source, method, seed)}_s{steps:06d}"
+
+
+def study_settings(profile: str, spatial_dims: int) -> PretrainSettings:
+    """The profile's pre-training settings with a constant rate after the warm-up (so that
+    a snapshot does not depend on the run's final length)."""
+    return replace(pretrain_settings(profile, spatial_dims), schedule="constant")
+
+
+def _checkpoint_step(run_dir: Path) -> int:
+    import torch
+
+    ckpt = run_dir / "last.pt"
+    if not ckpt.is_file():
+        return 0
+    return int(torch.load(ckpt, map_location="cpu", weights_only=True).get("step", 0))
+
+
+def pretrain_job(
+    profile: str,
+    source: str,
+    method: str,
+    seed: int,
+    steps: int,
+    snapshots: tuple[int, ...],
+    folder: Path,
+    out: Path,
+) -> dict:
+    """Pre-train (or extend) one run to ``steps`` steps, keeping ``snapshots``; a status row."""
+    from pcrl_lib.engine.experiment import run_pretrain
+
+    name = f"{run_name(source, method, seed)} -> {steps}"
+    if _checkpoint_step(out) >= steps:
+        return {"run": name, "status": "done before", "seconds": 0.0}
+    start = _now()
+    run_pretrain(
+        folder,
+        study_settings(profile, 3 if source == "luna" else 2),
+        out,
+        method=method,
+        seed=seed,
+        progress_bar=False,
+        max_steps=steps,
+        snapshot_steps=snapshots,
+    )
+    return {"run": name, "status": "ran", "seconds": _now() - start}
+
+
+def measure_job(
+    profile: str,
+    source: str,
+    method: str,
+    seed: int,
+    steps: int | None,
+    snapshot: Path | None,
+    folders: dict[str, Path],
+    record: Path,
+    probe_draws: int,
+) -> dict:
+    """Probe and fine-tune one snapshot (``steps=None``: fine-tune TS on draw ``seed``) and
+    write its record; a status row."""
+    from pcrl_lib.engine.experiment import run_finetune, run_probe
+    from pcrl_lib.perf import machine_description
+
+    name = record.stem
+    if record.is_file():
+        return {"run": name, "status": "done before", "seconds": 0.0}
+    start = _now()
+    spec = MAIN_TABLES[PROBE_TABLES[source]]
+    settings = finetune_settings(profile, spec.task)
+    fields = {
+        "table": "budget",
+        "method": method,
+        "source": source,
+        "steps": steps,
+        "pretrain_seed": None if steps is None else seed,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        rec = run_finetune(
+            spec.task,
+            folders[spec.task],
+            settings,
+            tmp,
+            snapshot,
+            spec.protocol,
+            spec.ratios[0],
+            seed=seed,
+            record=Path(tmp) / "record.json",
+            record_fields=fields,
+            draw=seed,
+        )
+    out = {**fields, "finetune": rec, "machine": machine_description()}
+    if steps is not None:
+        out["probe"] = run_probe(
+            spec.task,
+            folders[spec.task],
+            settings,
+            snapshot,
+            spec.protocol,
+            spec.ratios[0],
+            tuple(range(probe_draws)),
+            split="test",
+            per_case=True,
+        )
+    out["wall_s"] = _now() - start
+    write_json_atomic(record, out)
+    return {"run": name, "status": "ran", "seconds": out["wall_s"]}
+
+
+def _now() -> float:
+    import time
+
+    return time.perf_counter()
+
+
+def run_study(
+    profile: str,
+    folders: dict[str, Path],
+    plan: BudgetPlan | None = None,
+    upto: int | None = None,
+    results: str | os.PathLike | None = None,
+    workers: int = 1,
+) -> list[dict]:
+    """Run the study budget by budget up to ``upto`` steps (default: the plan's largest):
+    at each budget, pre-train (or extend) every run to it, then measure every snapshot not
+    measured yet (and TS once). Everything done before is kept; a killed study resumes.
+    ``folders``: :func:`pcrl_lib.profiles.ensure_data`'s, with each source's task. Returns
+    the status rows."""
+    plan = PLANS[profile] if plan is None else plan
+    upto = plan.budgets[-1] if upto is None else upto
+    base = study_dir(profile, results)
+    rows: list[dict] = []
+    ts_jobs = [
+        (profile, s, "TS", k, None, None, folders, base / "records" / f"{record_name(s, 'TS', k, None)}.json", plan.probe_draws)
+        for s in plan.sources
+        for k in plan.seeds
+    ]  # fmt: skip
+    rows += _map(measure_job, ts_jobs, workers)
+    runs = [(s, m, k) for s in plan.sources for m in plan.methods for k in plan.seeds]
+    for steps in [b for b in plan.budgets if 0 < b <= upto]:
+        pre = [
+            (profile, s, m, k, steps, plan.budgets, source_folder(folders, s), base / "pretrain" / run_name(s, m, k))
+            for s, m, k in runs
+        ]  # fmt: skip
+        rows += _map(pretrain_job, pre, workers)
+        # every snapshot up to this budget not measured yet (step 0 is written by the
+        # runs' first stage, before their first step)
+        measure = [
+            (profile, s, m, k, b, base / "pretrain" / run_name(s, m, k) / f"step_{b:06d}.pt", folders, base / "records" / f"{record_name(s, m, k, b)}.json", plan.probe_draws)
+            for b in plan.budgets if b <= steps
+            for s, m, k in runs
+        ]  # fmt: skip
+        rows += _map(measure_job, measure, workers)
+    return rows
+
+
+def _records(profile: str, results: str | os.PathLike | None) -> list[dict]:
+    folder = study_dir(profile, results) / "records"
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            out.append(json.loads(path.read_text()))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not a readable study record ({err})") from err
+    return out
+
+
+def _step_lines(log: Path) -> dict[int, dict]:
+    """A run's step log lines by global step (the last of repeats: a killed stage's steps
+    are logged again when it resumes)."""
+    lines: dict[int, dict] = {}
+    if log.is_file():
+        for text in log.read_text().splitlines():
+            row = json.loads(text)
+            if row.get("kind") == "step" and "global_step" in row:
+                lines[int(row["global_step"])] = row
+    return lines
+
+
+def pretrain_seconds(log: Path, steps: int) -> float:
+    """Pre-training seconds to reach ``steps`` steps: the epochs' logged durations summed,
+    the epoch that contains ``steps`` pro-rated; a killed stage's lost work is not counted."""
+    total, done = 0.0, 0
+    if not log.is_file():
+        return math.nan
+    for text in log.read_text().splitlines():
+        row = json.loads(text)
+        if row.get("kind") != "epoch" or not row.get("steps"):
+            continue
+        take = min(row["steps"], steps - done)
+        if take <= 0:
+            break
+        total += row["seconds"] * take / row["steps"]
+        done += take
+    return total if done >= steps else math.nan
+
+
+def pretext_loss(log: Path, steps: int, window: int = 50) -> float:
+    """Mean pre-training loss over the ``window`` steps up to ``steps`` (NaN at 0)."""
+    lines = _step_lines(log)
+    losses = [lines[s]["loss"] for s in range(max(1, steps - window + 1), steps + 1) if s in lines]
+    return float(np.mean(losses)) if losses else math.nan
+
+
+def snapshot_drift(run_dir: Path, steps: int) -> dict[str, float]:
+    """:func:`pcrl_lib.engine.drift.summarize_drift` of the encoder's kernels between the
+    ``step_0`` and ``step_<steps>`` snapshots."""
+    import torch
+
+    from pcrl_lib.engine.drift import summarize_drift, weight_drift
+
+    def kernels(step: int) -> dict:
+        state = torch.load(run_dir / f"step_{step:06d}.pt", map_location="cpu", weights_only=True)
+        return {k: v.float() for k, v in state["model"].items() if v.dim() >= 2}
+
+    return summarize_drift(weight_drift(kernels(0), kernels(steps)))
+
+
+def _probe_runs(rec: dict):
+    from pcrl_lib.verdicts import ArmRun
+
+    probe = rec["probe"]
+    return [
+        ArmRun(rec["pretrain_seed"], d, cases, probe["test_split"])
+        for d, cases in zip(probe["draws"], probe["per_case"], strict=True)
+    ]
+
+
+def _finetune_run(rec: dict):
+    from pcrl_lib.verdicts import ArmRun
+
+    ft = rec["finetune"]
+    return ArmRun(rec["pretrain_seed"], int(ft["draw"]), ft["per_case"], ft["test_split"])
+
+
+def study_rows(profile: str, results: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per measured snapshot (:data:`ROW_COLUMNS`): the probe's AUROC (mean over
+    its draws, 95 % interval over draws and test cases), the fine-tuned AUROC (its draw's,
+    interval over test cases), the pretext loss at that step, the encoder's drift from
+    step 0 (median and deepest kernel), the pre-training seconds and the machine."""
+    from pcrl_lib.verdicts import arm_interval
+
+    base = study_dir(profile, results)
+    rows = []
+    for rec in _records(profile, results):
+        if rec["steps"] is None:
+            continue
+        run_dir = base / "pretrain" / run_name(rec["source"], rec["method"], rec["pretrain_seed"])
+        steps, ft = int(rec["steps"]), rec["finetune"]
+        probe = arm_interval(_probe_runs(rec))
+        drift = snapshot_drift(run_dir, steps) if steps else {"median": 0.0, "last": 0.0}
+        rows.append(
+            {
+                "method": rec["method"],
+                "source": rec["source"],
+                "task": ft["task"],
+                "steps": steps,
+                "seed": rec["pretrain_seed"],
+                "probe_auroc": probe["estimate"],
+                "probe_ci_low": probe["ci_low"],
+                "probe_ci_high": probe["ci_high"],
+                "probe_draws": len(rec["probe"]["draws"]),
+                "finetune_auroc": 100 * ft["metrics"]["mean"],
+                "finetune_ci_low": 100 * ft["metrics"]["mean_ci"][0],
+                "finetune_ci_high": 100 * ft["metrics"]["mean_ci"][1],
+                "finetune_draw": ft["draw"],
+                "pretext_loss": pretext_loss(run_dir / "log.jsonl", steps),
+                "drift_median": drift["median"],
+                "drift_last": drift["last"],
+                "pretrain_wall_s": pretrain_seconds(run_dir / "log.jsonl", steps) if steps else 0.0,
+                "machine": rec["machine"],
+            }
+        )
+    table = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
+    return table.sort_values(["source", "method", "steps", "seed"], ignore_index=True).round(4)
+
+
+def gain_table(profile: str, results: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per (source, method, budget) and measure (:data:`GAIN_COLUMNS`): the probe's
+    gain over the same method's budget-0 probe (random initialisation; same seeds, draws and
+    test cases) and the fine-tuning's gain over TS on the same draws, each a
+    :func:`pcrl_lib.verdicts.paired_difference` with its verdict."""
+    from pcrl_lib.verdicts import paired_difference, verdict
+
+    records = _records(profile, results)
+    ts = {
+        src: [_finetune_run(r) for r in records if r["steps"] is None and r["source"] == src]
+        for src in {r["source"] for r in records}
+    }
+    cells: dict[tuple, list[dict]] = {}
+    for rec in records:
+        if rec["steps"] is not None:
+            cells.setdefault((rec["source"], rec["method"], int(rec["steps"])), []).append(rec)
+    rows = []
+    for (source, method, steps), recs in sorted(cells.items()):
+        task = recs[0]["finetune"]["task"]
+        initial = cells.get((source, method, 0), [])
+        seeds = {r["pretrain_seed"] for r in recs}
+        pairs = [
+            ("probe", "random init", [x for r in recs for x in _probe_runs(r)],
+             [x for r in initial if r["pretrain_seed"] in seeds for x in _probe_runs(r)]),
+            ("finetune", "TS", [_finetune_run(r) for r in recs], ts.get(source, [])),
+        ]  # fmt: skip
+        for measure, reference, a, b in pairs:
+            row = {"method": method, "source": source, "task": task, "steps": steps}
+            row |= {"measure": measure, "reference": reference}
+            if not a or not b:
+                continue
+            res = paired_difference(a, b, paired_seeds=measure == "probe")
+            res["verdict"] = verdict(res["ci_low"], res["ci_high"])
+            rows.append({**row, **{k: res[k] for k in GAIN_COLUMNS if k in res}})
+    table = pd.DataFrame(rows, columns=list(GAIN_COLUMNS))
+    return table.round({"estimate": 2, "ci_low": 2, "ci_high": 2, "mde": 2})
+
+
+def write_study(
+    profile: str, out_dir: str | os.PathLike, results: str | os.PathLike | None = None
+) -> tuple[Path, Path]:
+    """Write ``pretrain_budget.csv`` (:func:`study_rows`) and ``pretrain_budget_gains.csv``
+    (:func:`gain_table`) into ``out_dir`` atomically; returns their paths."""
+    from pcrl_lib.io import write_text_atomic
+
+    out = Path(out_dir)
+    rows_path = write_text_atomic(
+        out / "pretrain_budget.csv", study_rows(profile, results).to_csv(index=False)
+    )
+    gains_path = write_text_atomic(
+        out / "pretrain_budget_gains.csv", gain_table(profile, results).to_csv(index=False)
+    )
+    return rows_path, gains_path
+
+
+SOURCE_LABELS = {"luna": "LUNA candidates (3D)", "nih": "NIH X-rays (2D)"}
+
+
+def plot_gains(gains: pd.DataFrame, title: str = ""):
+    """The gain against pre-training steps, one panel per measure (rows: probe,
+    fine-tuning) and source (columns), one line per method with its 95 % band; the x axis
+    is symmetric-log (0 = random initialisation)."""
+    import matplotlib.pyplot as plt
+
+    measures = [m for m in ("probe", "finetune") if m in set(gains["measure"])]
+    sources = [s for s in ("luna", "nih") if s in set(gains["source"])]
+    fig, axes = plt.subplots(
+        len(measures), len(sources), figsize=(4.2 * len(sources), 3.2 * len(measures)),
+        squeeze=False, sharex=True,
+    )  # fmt: skip
+    for i, measure in enumerate(measures):
+        for j, source in enumerate(sources):
+            ax = axes[i][j]
+            cell = gains[(gains["measure"] == measure) & (gains["source"] == source)]
+            for method, line in cell.groupby("method", sort=False):
+                line = line.sort_values("steps")
+                ax.plot(line["steps"], line["estimate"], marker="o", label=method)
+                ax.fill_between(line["steps"], line["ci_low"], line["ci_high"], alpha=0.2)
+            ax.axhline(0, color="black", lw=0.8)
+            ax.set_xscale("symlog", linthresh=100)
+            reference = "random init" if measure == "probe" else "TS"
+            ax.set_title(f"{SOURCE_LABELS[source]}: {measure} vs {reference}", fontsize=9)
+            ax.set_ylabel("AUROC gain (points)")
+            if i == len(measures) - 1:
+                ax.set_xlabel("pre-training steps")
+    axes[0][0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

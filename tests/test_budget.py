@@ -1,0 +1,151 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pcrl_lib.budget import (
+    GAIN_COLUMNS,
+    PLANS,
+    ROW_COLUMNS,
+    BudgetPlan,
+    gain_table,
+    plot_gains,
+    pretext_loss,
+    pretrain_seconds,
+    record_name,
+    run_name,
+    snapshot_drift,
+    study_dir,
+    study_rows,
+    study_settings,
+    write_study,
+)
+
+
+def test_plans_ascend_from_zero_and_reject_bad_ones():
+    assert PLANS["demo"].budgets == (0, 300, 1000, 3000) and len(PLANS["demo"].seeds) >= 3
+    assert set(PLANS["demo"].methods) == {"PCRLv2", "MG", "SimSiam"}
+    with pytest.raises(ValueError, match="ascend"):
+        BudgetPlan(budgets=(300, 0))
+    with pytest.raises(ValueError, match="ascend"):
+        BudgetPlan(budgets=(100, 300))
+    with pytest.raises(ValueError, match="sources"):
+        BudgetPlan(sources=("brats",))
+
+
+def test_study_settings_hold_the_rate_after_warm_up():
+    # a constant rate: a snapshot after n steps does not depend on the run's length
+    assert study_settings("demo", 3).schedule == "constant"
+    assert study_settings("demo", 2).batch_size == 32
+
+
+def _log(path, epochs):
+    """A log of ``epochs``: (steps, seconds, losses of its steps)."""
+    lines, g = [], 0
+    for e, (steps, seconds, losses) in enumerate(epochs):
+        for s in range(steps):
+            g += 1
+            lines.append(
+                {"kind": "step", "epoch": e, "step": s, "global_step": g, "loss": losses[s]}
+            )
+        lines.append({"kind": "epoch", "epoch": e, "steps": steps, "seconds": seconds})
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+
+
+def test_seconds_and_loss_read_from_the_log(tmp_path):
+    log = tmp_path / "log.jsonl"
+    _log(log, [(4, 8.0, [4, 3, 2, 1]), (4, 4.0, [1, 1, 0, 0])])
+    assert pretrain_seconds(log, 4) == pytest.approx(8.0)
+    assert pretrain_seconds(log, 6) == pytest.approx(10.0)  # half of the second epoch
+    assert np.isnan(pretrain_seconds(log, 9))  # not reached
+    assert pretext_loss(log, 4, window=2) == pytest.approx(1.5)  # steps 3 and 4
+    assert pretext_loss(log, 8, window=50) == pytest.approx(12 / 8)
+    assert np.isnan(pretext_loss(log, 0))
+
+
+def test_repeated_steps_of_a_resumed_stage_count_once(tmp_path):
+    log = tmp_path / "log.jsonl"
+    rows = [{"kind": "step", "global_step": g, "loss": 5.0} for g in (1, 2)]  # killed
+    rows += [{"kind": "step", "global_step": g, "loss": 1.0} for g in (1, 2)]  # again
+    log.write_text("\n".join(json.dumps(x) for x in rows) + "\n")
+    assert pretext_loss(log, 2) == pytest.approx(1.0)
+
+
+def test_snapshot_drift_is_the_relative_change_of_the_kernels(tmp_path):
+    k0 = {"encoder.a.weight": torch.ones(2, 2, 3), "encoder.b.weight": torch.ones(4, 2)}
+    k1 = {"encoder.a.weight": 2 * torch.ones(2, 2, 3), "encoder.b.weight": torch.ones(4, 2)}
+    for step, state in ((0, k0), (5, k1)):
+        bn = {"encoder.bn.weight": torch.ones(2)}  # 1-D: not a kernel
+        torch.save({"model": {**state, **bn}, "step": step}, tmp_path / f"step_{step:06d}.pt")
+    drift = snapshot_drift(tmp_path, 5)
+    assert drift["first"] == pytest.approx(1.0) and drift["last"] == pytest.approx(0.0)
+
+
+def _per_case(scores, labels):
+    return {"y_true": [[int(v)] for v in labels], "y_score": [[float(v)] for v in scores]}
+
+
+def _write_records(results, n=200, seeds=(0, 1, 2)):
+    """TS at chance-level scores, method M perfect after 10 steps, random at 0 steps."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(n) % 2
+    base = study_dir("smoke", results)
+    records = base / "records"
+    records.mkdir(parents=True)
+    ts = _per_case(rng.uniform(size=n), labels)
+    for k in seeds:
+        rec = {
+            "method": "TS", "source": "luna", "steps": None, "pretrain_seed": None,
+            "finetune": {"task": "luna", "draw": k, "per_case": ts, "test_split": "x",
+                         "metrics": {"mean": 0.5, "mean_ci": [0.4, 0.6]}},
+            "machine": "m",
+        }  # fmt: skip
+        (records / f"{record_name('luna', 'TS', k, None)}.json").write_text(json.dumps(rec))
+    for k in seeds:
+        run_dir = base / "pretrain" / run_name("luna", "M", k)
+        run_dir.mkdir(parents=True)
+        _log(run_dir / "log.jsonl", [(10, 20.0, [1.0] * 10)])
+        for steps in (0, 10):
+            state = {"encoder.w": torch.ones(3, 3) * (1 + steps / 10)}
+            torch.save({"model": state, "step": steps}, run_dir / f"step_{steps:06d}.pt")
+            cases = _per_case(labels if steps else rng.uniform(size=n), labels)
+            rec = {
+                "method": "M", "source": "luna", "steps": steps, "pretrain_seed": k,
+                "finetune": {"task": "luna", "draw": k, "per_case": cases, "test_split": "x",
+                             "metrics": {"mean": 1.0 if steps else 0.5, "mean_ci": [0.9, 1.0]}},
+                "probe": {"draws": [0, 1, 2], "per_case": [cases] * 3, "test_split": "x"},
+                "machine": "m",
+            }  # fmt: skip
+            name = record_name("luna", "M", k, steps)
+            (records / f"{name}.json").write_text(json.dumps(rec))
+
+
+def test_rows_and_gains_from_records(tmp_path):
+    _write_records(tmp_path)
+    rows = study_rows("smoke", tmp_path)
+    assert list(rows.columns) == list(ROW_COLUMNS) and len(rows) == 6
+    after = rows[rows["steps"] == 10]
+    assert (after["probe_auroc"] == 100).all() and (after["finetune_auroc"] == 100).all()
+    assert (after["drift_last"] == 1.0).all() and (after["pretrain_wall_s"] == 20.0).all()
+    gains = gain_table("smoke", tmp_path)
+    assert list(gains.columns) == list(GAIN_COLUMNS)
+    cell = gains.set_index(["steps", "measure"])
+    # perfect scores against the same random ones: a gain of 100 - AUROC(random)
+    assert cell.loc[(10, "finetune"), "verdict"] == "gain"
+    assert cell.loc[(10, "finetune"), "estimate"] > 20
+    assert cell.loc[(10, "probe"), "verdict"] == "gain"
+    assert cell.loc[(0, "probe"), "estimate"] == 0.0  # step 0 against itself
+    rows_path, gains_path = write_study("smoke", tmp_path / "out", tmp_path)
+    assert pd.read_csv(gains_path).shape == gains.shape and rows_path.is_file()
+    fig = plot_gains(gains)
+    assert len(fig.axes) == 2  # probe and fine-tuning, one source
+
+
+def test_a_broken_record_is_named(tmp_path):
+    folder = study_dir("smoke", tmp_path) / "records"
+    folder.mkdir(parents=True)
+    (folder / "luna_M_p0_s000010.json").write_text("{not json")
+    with pytest.raises(ValueError, match="luna_M_p0_s000010.json"):
+        study_rows("smoke", tmp_path)
