@@ -41,7 +41,12 @@ import pandas as pd
 from pcrl_lib.grid import MAIN_TABLES, PROBE_TABLES, _map, source_folder
 from pcrl_lib.io import write_json_atomic
 from pcrl_lib.paths import results_root
-from pcrl_lib.profiles import PretrainSettings, finetune_settings, pretrain_settings
+from pcrl_lib.profiles import (
+    STUDY_OPTIMIZER,
+    PretrainSettings,
+    finetune_settings,
+    pretrain_settings,
+)
 
 ROW_COLUMNS = (
     "method",
@@ -130,9 +135,11 @@ def record_name(source: str, method: str, seed: int, steps: int | None) -> str:
 
 
 def study_settings(profile: str, spatial_dims: int) -> PretrainSettings:
-    """The profile's pre-training settings with a constant rate after the warm-up (so that
-    a snapshot does not depend on the run's final length)."""
-    return replace(pretrain_settings(profile, spatial_dims), schedule="constant")
+    """The profile's pre-training settings with the study's optimiser
+    (:data:`pcrl_lib.profiles.STUDY_OPTIMIZER`) and a constant rate after the warm-up (so
+    that a snapshot does not depend on the run's final length)."""
+    base = pretrain_settings(profile, spatial_dims)
+    return replace(base, schedule="constant", **STUDY_OPTIMIZER[profile])
 
 
 def _checkpoint_step(run_dir: Path) -> int:

@@ -348,6 +348,19 @@ PRETRAIN: dict[str, dict[int, PretrainSettings]] = {
 }  # fmt: skip
 
 
+# The budget study's optimiser (pcrl_lib.budget) at the small profiles: AdamW at 1e-3,
+# weight decay 1e-4, a 20-step linear warm-up, then a constant rate - chosen on the pretext
+# loss over 200 steps of PCRLv2 against SGD at the profile's rate and AdamW at 3e-4, with the
+# encoder drift beside it (benchmarks/select_pretrain_optimizer.py;
+# results/studies/pretrain_optimizer.csv). The grid keeps PRETRAIN's settings (every table
+# compares methods at one small budget, as before); `paper` keeps the paper's SGD.
+STUDY_OPTIMIZER: dict[str, dict[str, Any]] = {
+    "smoke": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "warmup_steps": 1},
+    "demo": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "warmup_steps": 20},
+    "paper": {},
+}
+
+
 def pretrain_settings(profile: str, spatial_dims: int) -> PretrainSettings:
     """The pre-training settings for ``spatial_dims`` (2 X-ray, 3 CT) at ``profile``."""
     _check_profile(profile)

@@ -37,8 +37,11 @@ def test_plans_ascend_from_zero_and_reject_bad_ones():
 
 def test_study_settings_hold_the_rate_after_warm_up():
     # a constant rate: a snapshot after n steps does not depend on the run's length
-    assert study_settings("demo", 3).schedule == "constant"
-    assert study_settings("demo", 2).batch_size == 32
+    settings = study_settings("demo", 3)
+    assert settings.schedule == "constant" and settings.optimizer == "adamw"
+    assert settings.lr == 1e-3 and settings.warmup_steps == 20
+    assert study_settings("demo", 2).batch_size == 32  # the grid's batch and views
+    assert study_settings("paper", 3).optimizer == "sgd"  # the paper's
 
 
 def _log(path, epochs):
