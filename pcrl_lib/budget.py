@@ -486,10 +486,19 @@ def plot_gains(gains: pd.DataFrame, title: str = ""):
             cell = gains[(gains["measure"] == measure) & (gains["source"] == source)]
             for method, line in cell.groupby("method", sort=False):
                 line = line.sort_values("steps")
-                ax.plot(line["steps"], line["estimate"], marker="o", label=method)
-                ax.fill_between(line["steps"], line["ci_low"], line["ci_high"], alpha=0.2)
+                (drawn,) = ax.plot(line["steps"], line["estimate"], marker="o", label=method)
+                ax.fill_between(
+                    line["steps"],
+                    line["ci_low"],
+                    line["ci_high"],
+                    color=drawn.get_color(),
+                    alpha=0.2,
+                )
             ax.axhline(0, color="black", lw=0.8)
-            ax.set_xscale("symlog", linthresh=100)
+            steps = sorted(int(x) for x in gains["steps"].unique())
+            ax.set_xscale("symlog", linthresh=max(1, min([x for x in steps if x] or [1])))
+            ax.set_xticks(steps, [str(x) for x in steps])
+            ax.minorticks_off()
             reference = "random init" if measure == "probe" else "TS"
             ax.set_title(f"{SOURCE_LABELS[source]}: {measure} vs {reference}", fontsize=9)
             ax.set_ylabel("AUROC gain (points)")

@@ -204,7 +204,7 @@ def paired_difference(
     arm_a, arm_b = _arm_index(a_runs), _arm_index(b_runs)
     units = len(draws)
     if paired_seeds:
-        if arm_a.by_draw is not None or arm_a.seeds != arm_b.seeds:
+        if arm_a.seeds != arm_b.seeds:
             raise ValueError(
                 "paired_difference: paired_seeds needs both arms to cross one seed set"
             )
