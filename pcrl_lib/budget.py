@@ -300,7 +300,7 @@ def _records(profile: str, results: str | os.PathLike | None) -> list[dict]:
     return out
 
 
-def _step_lines(log: Path) -> dict[int, dict]:
+def step_log(log: Path) -> dict[int, dict]:
     """A run's step log lines by global step (the last of repeats: a killed stage's steps
     are logged again when it resumes)."""
     lines: dict[int, dict] = {}
@@ -332,7 +332,7 @@ def pretrain_seconds(log: Path, steps: int) -> float:
 
 def pretext_loss(log: Path, steps: int, window: int = 50) -> float:
     """Mean pre-training loss over the ``window`` steps up to ``steps`` (NaN at 0)."""
-    lines = _step_lines(log)
+    lines = step_log(log)
     losses = [lines[s]["loss"] for s in range(max(1, steps - window + 1), steps + 1) if s in lines]
     return float(np.mean(losses)) if losses else math.nan
 

@@ -352,7 +352,45 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--list", action="store_true", help="the runs and their state")
     what.add_argument("--pretrain", metavar="NAME", help="one pre-training run, e.g. luna_PCRLv2")
     grid.set_defaults(func=_grid)
+
+    zoo = sub.add_parser(
+        "zoo",
+        help="build or verify the shipped pre-trained encoders (results/zoo)",
+        description=(
+            "build: export the pre-training budget study's encoders after --steps steps "
+            "(pre-training any that is missing) into results/zoo with a manifest of SHA-256 "
+            "hashes, loss curves and probes. verify: check every file against its hash."
+        ),
+    )
+    zoo.add_argument("action", choices=("build", "verify"))
+    zoo.add_argument("--steps", type=int, default=None, help="build: the budget (steps)")
+    zoo.add_argument("--seeds-2d", type=int, nargs="+", default=[0], help="build: NIH seeds")
+    zoo.add_argument("--data-root", default=None, help="default: $PCRL_DATA_ROOT")
+    zoo.add_argument("--results", default=None, help="the study's results root")
+    zoo.set_defaults(func=_zoo)
     return parser
+
+
+def _zoo(args: argparse.Namespace) -> int:
+    from pcrl_lib import zoo
+    from pcrl_lib.grid import MAIN_TABLES, PROBE_TABLES
+    from pcrl_lib.profiles import ensure_data
+
+    if args.action == "verify":
+        entries = zoo.verify_zoo()
+        print(f"{len(entries)} zoo files match their SHA-256 ({zoo.ZOO_DIR})")
+        return 0
+    if args.steps is None or args.steps < 1:
+        raise ValueError("zoo build needs --steps N (N >= 1): the budget to ship")
+    entries = zoo.zoo_entries(seeds_2d=tuple(args.seeds_2d))
+    roles = {e.source for e in entries} | {
+        MAIN_TABLES[PROBE_TABLES[e.source]].task for e in entries
+    }
+    folders = ensure_data("demo", args.data_root, roles=tuple(sorted(roles)))
+    manifest = zoo.build_zoo(args.steps, folders, entries, results=args.results)
+    size = sum(e["bytes"] for e in manifest["entries"]) / 1e6
+    print(f"{len(manifest['entries'])} encoders, {size:.1f} MB, in {zoo.ZOO_DIR}")
+    return 0
 
 
 def _grid(args: argparse.Namespace) -> int:

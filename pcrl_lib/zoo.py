@@ -1,0 +1,232 @@
+"""The zoo: this project's own pre-trained encoders, shipped in the repository.
+
+``python -m pcrl_lib zoo build --steps N`` takes the encoders of the pre-training budget
+study (:mod:`pcrl_lib.budget`) after ``N`` steps - pre-training any that is missing with the
+study's settings - and writes each, in fp16, to ``results/zoo/<source>_<method>_p<seed>.pt``
+with an entry in ``results/zoo/manifest.json``: the file's SHA-256 and size, the run's
+settings, the code version, its loss curve, its linear probe, its pre-training seconds and
+the machine. ``python -m pcrl_lib zoo verify`` (and :func:`zoo_checkpoint`, which every
+user of a zoo file goes through) recomputes the hashes: a changed or missing file is an
+error that names it.
+
+Sizes (fp16): the demo's 3D encoder (depth 5, width 0.25; 2.21 M parameters) is 4.4 MB, the
+2D ResNet-18 encoder (11.19 M) 22.4 MB. :data:`MAX_BYTES` bounds the zoo; :func:`zoo_entries`
+says which seeds a set holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pcrl_lib.budget import (
+    PLANS,
+    pretrain_job,
+    record_name,
+    run_name,
+    step_log,
+    study_dir,
+    study_settings,
+)
+from pcrl_lib.grid import source_folder
+from pcrl_lib.io import atomic_path, code_version, write_json_atomic
+from pcrl_lib.paths import REPO_ROOT
+
+ZOO_DIR = REPO_ROOT / "results" / "zoo"
+MANIFEST = "manifest.json"
+MAX_BYTES = 80 * 10**6
+
+
+class ZooError(ValueError):
+    """A zoo file is missing, changed, or the zoo would exceed its size."""
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One shipped encoder: ``method`` pre-trained on ``source`` with ``seed``."""
+
+    source: str
+    method: str
+    seed: int
+
+    @property
+    def file(self) -> str:
+        """``<source>_<method>_p<seed>.pt``."""
+        return f"{run_name(self.source, self.method, self.seed)}.pt"
+
+
+def zoo_entries(
+    methods: tuple[str, ...] = ("PCRLv2", "MG", "SimSiam"),
+    seeds_3d: tuple[int, ...] = (0, 1, 2),
+    seeds_2d: tuple[int, ...] = (0,),
+) -> list[ZooEntry]:
+    """The zoo's encoders: every method on LUNA (3D) with ``seeds_3d``, on NIH (2D) with
+    ``seeds_2d``."""
+    return [ZooEntry("luna", m, k) for m in methods for k in seeds_3d] + [
+        ZooEntry("nih", m, k) for m in methods for k in seeds_2d
+    ]
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """The file's SHA-256 (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _loss_curve(log: Path, steps: int, points: int = 100) -> list[list[float]]:
+    """``[[step, loss], ...]``: the run's loss up to ``steps``, averaged in ``points`` bins."""
+    lines = step_log(log)
+    size = max(1, steps // points)
+    curve = []
+    for start in range(1, steps + 1, size):
+        losses = [
+            lines[s]["loss"] for s in range(start, min(start + size, steps + 1)) if s in lines
+        ]
+        if losses:
+            curve.append([start + len(losses) - 1, round(sum(losses) / len(losses), 5)])
+    return curve
+
+
+def export_encoder(snapshot: Path, out: Path) -> None:
+    """Write a snapshot's encoder (keys ``encoder.*``) in fp16 to ``out``, atomically."""
+    import torch
+
+    state = torch.load(snapshot, map_location="cpu", weights_only=True)["model"]
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    with atomic_path(out) as tmp:
+        torch.save({"model": half}, tmp)
+
+
+def build_zoo(
+    steps: int,
+    folders: dict[str, Path],
+    entries: list[ZooEntry] | None = None,
+    profile: str = "demo",
+    results: str | os.PathLike | None = None,
+    out: str | os.PathLike = ZOO_DIR,
+    max_bytes: int = MAX_BYTES,
+) -> dict:
+    """Export the study's encoders after ``steps`` steps into ``out`` (pre-training any that
+    is missing) and write the manifest; returns it.
+
+    Raises:
+        ZooError: the files would exceed ``max_bytes`` (nothing is written then).
+    """
+    from pcrl_lib.budget import pretrain_seconds
+    from pcrl_lib.perf import machine_description
+
+    entries = zoo_entries() if entries is None else entries
+    out = Path(out)
+    base = study_dir(profile, results)
+    snapshots = {}
+    for e in entries:
+        run_dir = base / "pretrain" / run_name(e.source, e.method, e.seed)
+        snapshot = run_dir / f"step_{steps:06d}.pt"
+        if not snapshot.is_file():
+            budgets = tuple(sorted({*PLANS[profile].budgets, steps}))
+            job = (profile, e.source, e.method, e.seed, steps, budgets)
+            pretrain_job(*job, source_folder(folders, e.source), run_dir)
+        snapshots[e] = (run_dir, snapshot)
+    out.mkdir(parents=True, exist_ok=True)
+    staged = {}
+    for e, (_, snapshot) in snapshots.items():
+        staged[e] = out / f".{e.file}.new"
+        export_encoder(snapshot, staged[e])
+    total = sum(p.stat().st_size for p in staged.values())
+    if total > max_bytes:
+        for p in staged.values():
+            p.unlink()
+        raise ZooError(
+            f"{out}: {len(staged)} encoders take {total / 1e6:.1f} MB, over the zoo's "
+            f"{max_bytes / 1e6:.0f} MB; ship fewer seeds (zoo_entries)"
+        )
+    manifest = {"steps": steps, "profile": profile, "entries": []}
+    for e, (run_dir, _) in snapshots.items():
+        final = out / e.file
+        staged[e].replace(final)
+        record = base / "records" / f"{record_name(e.source, e.method, e.seed, steps)}.json"
+        probe = None
+        if record.is_file():
+            p = json.loads(record.read_text())["probe"]
+            probe = {k: p[k] for k in ("task", "label_ratio", "split", "draws", "auroc", "mean")}
+        log = run_dir / "log.jsonl"
+        manifest["entries"].append(
+            {
+                **asdict(e),
+                "file": e.file,
+                "sha256": sha256(final),
+                "bytes": final.stat().st_size,
+                "steps": steps,
+                "dtype": "fp16",
+                "settings": asdict(study_settings(profile, 3 if e.source == "luna" else 2)),
+                "code_version": code_version(),
+                "loss_curve": _loss_curve(log, steps),
+                "probe": probe,
+                "pretrain_wall_s": round(pretrain_seconds(log, steps), 1),
+                "machine": machine_description(),
+            }
+        )
+    write_json_atomic(out / MANIFEST, manifest)
+    return manifest
+
+
+def read_manifest(zoo: str | os.PathLike = ZOO_DIR) -> dict:
+    """The zoo's manifest.
+
+    Raises:
+        ZooError: there is none, or it is not readable JSON with entries.
+    """
+    path = Path(zoo) / MANIFEST
+    if not path.is_file():
+        raise ZooError(f"{path}: no zoo manifest; build it with `python -m pcrl_lib zoo build`")
+    try:
+        manifest = json.loads(path.read_text())
+        entries = manifest["entries"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ZooError(f"{path}: not a zoo manifest ({err})") from err
+    if not isinstance(entries, list):
+        raise ZooError(f"{path}: 'entries' is not a list")
+    return manifest
+
+
+def verify_zoo(zoo: str | os.PathLike = ZOO_DIR) -> list[dict]:
+    """Check every file of the manifest against its SHA-256; returns the entries.
+
+    Raises:
+        ZooError: a file is missing or its hash differs (the message names it).
+    """
+    zoo = Path(zoo)
+    entries = read_manifest(zoo)["entries"]
+    for entry in entries:
+        path = zoo / entry["file"]
+        if not path.is_file():
+            raise ZooError(f"{path}: listed in the zoo's manifest but missing")
+        got = sha256(path)
+        if got != entry["sha256"]:
+            raise ZooError(
+                f"{path}: SHA-256 {got[:16]}... differs from the manifest's "
+                f"{entry['sha256'][:16]}...; restore it (git checkout) or rebuild the zoo"
+            )
+    return entries
+
+
+def zoo_checkpoint(source: str, method: str, seed: int, zoo: str | os.PathLike = ZOO_DIR) -> Path:
+    """The verified file of one zoo encoder.
+
+    Raises:
+        ZooError: the zoo has no such encoder, or its file does not match its hash.
+    """
+    zoo = Path(zoo)
+    for entry in read_manifest(zoo)["entries"]:
+        if (entry["source"], entry["method"], entry["seed"]) == (source, method, seed):
+            path = zoo / entry["file"]
+            if not path.is_file() or sha256(path) != entry["sha256"]:
+                raise ZooError(f"{path}: missing or not the file the manifest hashed")
+            return path
+    raise ZooError(f"{zoo / MANIFEST}: no encoder for {method} on {source}, seed {seed}")

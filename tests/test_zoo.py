@@ -1,0 +1,122 @@
+import json
+
+import pytest
+import torch
+
+from pcrl_lib.budget import record_name, run_name, study_dir
+from pcrl_lib.cli import main
+from pcrl_lib.methods.registry import get_method
+from pcrl_lib.models.checkpoints import load_encoder
+from pcrl_lib.zoo import (
+    MANIFEST,
+    ZooEntry,
+    ZooError,
+    build_zoo,
+    read_manifest,
+    sha256,
+    verify_zoo,
+    zoo_checkpoint,
+    zoo_entries,
+)
+
+STEPS = 10
+
+
+def _encoder(seed):
+    torch.manual_seed(seed)
+    return get_method("MG", 3).build(3, 1, 3, 0.125).encoder
+
+
+def _fake_study(results, entries):
+    """Snapshots after STEPS steps, logs and probe records where the study keeps them."""
+    base = study_dir("demo", results)
+    for e in entries:
+        run_dir = base / "pretrain" / run_name(e.source, e.method, e.seed)
+        run_dir.mkdir(parents=True)
+        state = {f"encoder.{k}": v for k, v in _encoder(e.seed).state_dict().items()}
+        torch.save({"model": state, "step": STEPS}, run_dir / f"step_{STEPS:06d}.pt")
+        lines = [{"kind": "step", "global_step": g, "loss": 1.0 / g} for g in range(1, STEPS + 1)]
+        lines.append({"kind": "epoch", "steps": STEPS, "seconds": 5.0})
+        (run_dir / "log.jsonl").write_text("\n".join(json.dumps(x) for x in lines))
+        probe = {
+            "task": "luna",
+            "label_ratio": 0.1,
+            "split": "test",
+            "draws": [0],
+            "auroc": [61.0],
+            "mean": 61.0,
+        }
+        records = base / "records"
+        records.mkdir(exist_ok=True)
+        name = record_name(e.source, e.method, e.seed, STEPS)
+        (records / f"{name}.json").write_text(json.dumps({"probe": probe}))
+
+
+ENTRIES = [ZooEntry("luna", "MG", 0), ZooEntry("luna", "MG", 1)]
+
+
+def test_the_default_set_ships_every_3d_seed_and_one_2d_seed():
+    entries = zoo_entries()
+    assert sum(e.source == "luna" for e in entries) == 9  # 3 methods x 3 seeds
+    assert {(e.method, e.seed) for e in entries if e.source == "nih"} == {
+        ("PCRLv2", 0), ("MG", 0), ("SimSiam", 0)
+    }  # fmt: skip
+
+
+def test_build_exports_fp16_encoders_with_hashes_and_curves(tmp_path):
+    _fake_study(tmp_path, ENTRIES)
+    zoo = tmp_path / "zoo"
+    manifest = build_zoo(STEPS, {}, ENTRIES, results=tmp_path, out=zoo)
+    assert [e["file"] for e in manifest["entries"]] == ["luna_MG_p0.pt", "luna_MG_p1.pt"]
+    entry = manifest["entries"][0]
+    assert entry["sha256"] == sha256(zoo / "luna_MG_p0.pt") and entry["dtype"] == "fp16"
+    assert entry["probe"]["mean"] == 61.0 and entry["pretrain_wall_s"] == 5.0
+    assert entry["loss_curve"][-1] == [STEPS, 0.1] and entry["settings"]["optimizer"] == "adamw"
+    assert read_manifest(zoo)["steps"] == STEPS and len(verify_zoo(zoo)) == 2
+    state = torch.load(zoo / "luna_MG_p0.pt", weights_only=True)["model"]
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    # the fp16 file loads into a fresh encoder: the seed's weights up to fp16 rounding
+    fresh = _encoder(5)
+    load_encoder(fresh, zoo_checkpoint("luna", "MG", 0, zoo))
+    want = _encoder(0).state_dict()
+    got = fresh.state_dict()
+    key = next(k for k, v in want.items() if v.dim() >= 2)
+    assert torch.allclose(got[key], want[key], atol=1e-3)
+    assert not list(zoo.glob(".*.new"))  # no staged leftovers
+
+
+def test_a_changed_or_missing_file_is_named(tmp_path):
+    _fake_study(tmp_path, ENTRIES)
+    zoo = tmp_path / "zoo"
+    build_zoo(STEPS, {}, ENTRIES, results=tmp_path, out=zoo)
+    path = zoo / "luna_MG_p1.pt"
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ZooError, match="luna_MG_p1.pt: SHA-256"):
+        verify_zoo(zoo)
+    with pytest.raises(ZooError, match="luna_MG_p1.pt"):
+        zoo_checkpoint("luna", "MG", 1, zoo)
+    path.unlink()
+    with pytest.raises(ZooError, match="luna_MG_p1.pt: listed in the zoo's manifest but missing"):
+        verify_zoo(zoo)
+    with pytest.raises(ZooError, match="no encoder for SimSiam"):
+        zoo_checkpoint("luna", "SimSiam", 0, zoo)
+
+
+def test_a_zoo_over_its_size_is_refused_before_anything_is_written(tmp_path):
+    _fake_study(tmp_path, ENTRIES)
+    zoo = tmp_path / "zoo"
+    with pytest.raises(ZooError, match="over the zoo's"):
+        build_zoo(STEPS, {}, ENTRIES, results=tmp_path, out=zoo, max_bytes=1000)
+    assert not (zoo / MANIFEST).exists() and not list(zoo.iterdir())
+
+
+def test_bad_manifests_and_cli_errors(tmp_path, capsys):
+    with pytest.raises(ZooError, match="no zoo manifest"):
+        read_manifest(tmp_path)
+    (tmp_path / MANIFEST).write_text("{broken")
+    with pytest.raises(ZooError, match="not a zoo manifest"):
+        read_manifest(tmp_path)
+    assert main(["zoo", "build"]) == 2
+    assert "--steps" in capsys.readouterr().err
