@@ -509,3 +509,32 @@ def plot_gains(gains: pd.DataFrame, title: str = ""):
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_drift(rows: pd.DataFrame, title: str = ""):
+    """How far the encoder's kernels moved from step 0 against the steps: one panel per
+    source, the median kernel (dashed) and the deepest one (solid) per method, averaged over
+    the seeds (:func:`snapshot_drift`)."""
+    import matplotlib.pyplot as plt
+
+    sources = [s for s in ("luna", "nih") if s in set(rows["source"])]
+    fig, axes = plt.subplots(1, len(sources), figsize=(4.2 * len(sources), 3.2), squeeze=False)
+    steps = sorted(int(x) for x in rows["steps"].unique())
+    for ax, source in zip(axes[0], sources, strict=True):
+        cell = rows[rows["source"] == source].groupby(["method", "steps"], sort=False)
+        mean = cell[["drift_median", "drift_last"]].mean().reset_index()
+        for method, line in mean.groupby("method", sort=False):
+            line = line.sort_values("steps")
+            (drawn,) = ax.plot(line["steps"], line["drift_last"], marker="o", label=method)
+            ax.plot(line["steps"], line["drift_median"], ls="--", color=drawn.get_color())
+        ax.set_xscale("symlog", linthresh=max(1, min([x for x in steps if x] or [1])))
+        ax.set_xticks(steps, [str(x) for x in steps])
+        ax.minorticks_off()
+        ax.set_title(f"{SOURCE_LABELS[source]}: drift from step 0", fontsize=9)
+        ax.set_xlabel("pre-training steps")
+        ax.set_ylabel("||W - W0|| / ||W0||")
+    axes[0][0].legend(fontsize=8, title="solid: deepest, dashed: median", title_fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -11,6 +11,7 @@ from pcrl_lib.budget import (
     ROW_COLUMNS,
     BudgetPlan,
     gain_table,
+    plot_drift,
     plot_gains,
     pretext_loss,
     pretrain_seconds,
@@ -144,6 +145,9 @@ def test_rows_and_gains_from_records(tmp_path):
     assert pd.read_csv(gains_path).shape == gains.shape and rows_path.is_file()
     fig = plot_gains(gains)
     assert len(fig.axes) == 2  # probe and fine-tuning, one source
+    drift = plot_drift(rows)
+    (line,) = [x for x in drift.axes[0].lines if x.get_linestyle() == "-"]  # the deepest kernel
+    assert list(line.get_ydata()) == [0.0, 1.0]  # step 0, step 10
 
 
 def test_a_broken_record_is_named(tmp_path):
