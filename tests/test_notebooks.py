@@ -12,6 +12,7 @@ from pcrl_lib.tables import NOT_RUN, cell_query
 FIGURES = (
     "data_samples", "fig5_subcrop", "pretrain_losses", "fig6_restoration_mse",
     "fig8a_cam", "fig9_cam_failures", "fig8b_brats_et", "fig8c_lits_liver",
+    "pretrain_budget", "pretrain_budget_drift",
 )  # fmt: skip
 
 
@@ -80,3 +81,27 @@ def test_verdicts_rest_on_every_pretraining_run_and_label_draw_of_the_plan(smoke
     runs = pd.read_csv(out / "tables" / "pretraining_runs.csv")
     assert {"probe_auroc", "probe_sd", "drift_median"} <= set(runs.columns)
     assert runs["status"].eq("random init").sum() == 3
+
+
+@pytest.mark.slow
+def test_the_budget_miniature_measures_every_snapshot_and_the_headline_uses_its_zoo(smoke):
+    from pcrl_lib.budget import GAIN_COLUMNS, PLANS
+    from pcrl_lib.headline import HEADLINE_METHODS, HEADLINE_TABLES
+    from pcrl_lib.zoo import verify_zoo
+
+    root, _ = smoke
+    out = root / "results" / "smoke"
+    plan = PLANS["smoke"]
+    rows = pd.read_csv(out / "tables" / "pretrain_budget.csv")
+    runs = len(plan.methods) * len(plan.sources) * len(plan.seeds)
+    assert len(rows) == runs * len(plan.budgets)
+    assert sorted(rows["steps"].unique()) == list(plan.budgets)
+    gains = pd.read_csv(out / "tables" / "pretrain_budget_gains.csv")
+    assert tuple(gains.columns) == GAIN_COLUMNS and set(gains["measure"]) == {"probe", "finetune"}
+    # at step 0 the fine-tuning starts from TS's very weights: the pairing's check
+    start = gains[(gains["steps"] == 0) & (gains["measure"] == "finetune")]
+    assert (start["estimate"] == 0).all()
+    assert len(verify_zoo(out / "zoo")) == len(plan.methods) * len(plan.sources)
+    headline = pd.read_csv(out / "tables" / "headline.csv")
+    assert len(headline) == len(HEADLINE_TABLES) * len(HEADLINE_METHODS)
+    assert (headline["verdict"] != "not run").all()
