@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import zipfile
 
 from pcrl_lib.paths import PROFILES, data_root
 
@@ -429,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as err:
+    except (ValueError, OSError, RuntimeError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        # OSError: a file or folder that cannot be written or read (e.g. --out is a file);
+        # BadZipFile / EOFError: a truncated .npz or checkpoint
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -41,9 +41,19 @@ def check_finite(array: np.ndarray, where: str | os.PathLike) -> np.ndarray:
 
 
 def check_labels(mask: np.ndarray, allowed: Iterable[int], where: str | os.PathLike) -> np.ndarray:
-    """Raise ``ValueError`` naming ``where`` when ``mask`` holds a value outside ``allowed``."""
+    """Raise ``ValueError`` naming ``where`` when ``mask`` holds a value outside ``allowed``
+    or, stored as floats, a value that is not a whole number (1.5 is an error, not a 1:
+    check before any cast)."""
+    allowed = list(allowed)
     values = np.unique(mask)
-    extra = sorted(set(values.tolist()) - set(allowed))
+    if np.issubdtype(values.dtype, np.floating):
+        fractional = values[values != np.round(values)]
+        if len(fractional):
+            raise ValueError(
+                f"{where}: non-integer label values {[float(v) for v in fractional[:5]]} "
+                f"(a label map holds whole numbers among {sorted(allowed)})"
+            )
+    extra = sorted(set(int(v) for v in values) - set(allowed))
     if extra:
         raise ValueError(f"{where}: unexpected label values {extra} (allowed {sorted(allowed)})")
     return mask

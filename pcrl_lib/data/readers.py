@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcrl_lib.data.prepared import check_finite
+from pcrl_lib.data.prepared import check_finite, check_labels
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,14 @@ def read_nifti(path: str | os.PathLike, dtype: type = np.float32) -> Volume:
         tuple(float(v) for v in affine[:3, 3]),
         tuple(tuple(row) for row in direction),
     )
+
+
+def read_label_nifti(path: str | os.PathLike, allowed: tuple[int, ...]) -> Volume:
+    """:func:`read_nifti` of a segmentation, its values checked as stored - before any cast
+    (:func:`pcrl_lib.data.prepared.check_labels`) - and returned as int16."""
+    volume = read_nifti(path, np.float64)
+    labels = check_labels(volume.array, allowed, path).astype(np.int16)
+    return Volume(labels, volume.spacing, volume.origin, volume.direction)
 
 
 def read_grey_image(path: str | os.PathLike) -> np.ndarray:

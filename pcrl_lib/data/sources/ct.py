@@ -24,7 +24,7 @@ from pcrl_lib.data.preprocess import (
     resample,
     window_int16,
 )
-from pcrl_lib.data.readers import Volume, read_itk, read_nifti
+from pcrl_lib.data.readers import Volume, read_itk, read_label_nifti, read_nifti
 from pcrl_lib.data.splits import split_by_patient
 from pcrl_lib.data.synthetic.ct import synthetic_chest_ct
 
@@ -188,39 +188,66 @@ def _add_lits_case(
     )
 
 
+def _lits_number(path: Path) -> int:
+    """N of ``volume-N.nii`` / ``segmentation-N.nii(.gz)``."""
+    stem = path.name.split("-", 1)[1].split(".")[0]
+    if not stem.isdigit():
+        raise ValueError(
+            f"{path}: LiTS files are named volume-N.nii / segmentation-N.nii, N a number"
+        )
+    return int(stem)
+
+
 def prepare_lits(
-    raw: str | os.PathLike, out: str | os.PathLike, margin: int = 30, seed: int = 0
+    raw: str | os.PathLike,
+    out: str | os.PathLike,
+    margin: int = 30,
+    seed: int = 0,
+    exclude_incomplete: bool = False,
 ) -> list[Path]:
     """Prepare LiTS from ``volume-N.nii`` / ``segmentation-N.nii`` pairs (any sub-folder;
     ``.nii.gz`` too). Labels 0 background, 1 liver, 2 tumour (the liver task uses > 0).
     Each case is cut to the slices holding liver plus ``margin``, HU window [-200, 200].
-    Splits 70/10/20 by case."""
+    A volume without its segmentation, or a segmentation without its volume, stops the
+    preparation - or, with ``exclude_incomplete``, is left out, printed and listed under
+    ``excluded`` in ``prepare.json``. Splits 70/10/20 by case."""
     raw, out = Path(raw), Path(out)
-    volumes = sorted(
-        raw.rglob("volume-*.nii*"), key=lambda p: int(p.name.split("-")[1].split(".")[0])
-    )
-    if not volumes:
+    found: dict[tuple[Path, int], dict[str, Path]] = {}
+    for kind in ("volume", "segmentation"):
+        for path in raw.rglob(f"{kind}-*.nii*"):
+            found.setdefault((path.parent, _lits_number(path)), {})[kind] = path
+    if not any("volume" in v for v in found.values()):
         raise FileNotFoundError(f"{raw}: no volume-N.nii files (LiTS layout expected)")
     writer = PreparedWriter(out, "lits", str(raw), {"margin": margin, "window": LITS_WINDOW})
-    for vol_path in volumes:
-        number = vol_path.name.split("-")[1].split(".")[0]
-        seg_path = next(vol_path.parent.glob(f"segmentation-{number}.nii*"), None)
-        if seg_path is None:
-            raise FileNotFoundError(
-                f"{vol_path}: no matching segmentation-{number}.nii in {vol_path.parent}"
+    excluded = []
+    for (folder, number), files in sorted(found.items(), key=lambda kv: (kv[0][1], str(kv[0][0]))):
+        if len(files) < 2:
+            (kind, path), other = (
+                next(iter(files.items())),
+                ({"volume", "segmentation"} - set(files)).pop(),
             )
-        image, seg = read_nifti(vol_path), read_nifti(seg_path, np.int16)
+            reason = f"no matching {other}-{number}.nii in {folder}"
+            if not exclude_incomplete:
+                raise FileNotFoundError(
+                    f"{path}: {reason}; add it, or pass exclude_incomplete=true to leave the "
+                    "case out (listed in prepare.json)"
+                )
+            print(f"excluded {path}: {reason}")
+            excluded.append({"case": str(path), "reason": reason})
+            continue
+        vol_path, seg_path = files["volume"], files["segmentation"]
+        image, seg = read_nifti(vol_path), read_label_nifti(seg_path, LITS_LABELS)
         check_same_grid(image.array.shape, seg.array.shape, seg_path, image.spacing, seg.spacing)
         _add_lits_case(
             writer,
-            f"lits{int(number):04d}",
+            f"lits{number:04d}",
             image.array,
             seg.array,
             image.spacing,
             str(seg_path),
             margin,
         )
-    return [writer.finish(split_by_patient(writer.ids, seed=seed))]
+    return [writer.finish(split_by_patient(writer.ids, seed=seed), {"excluded": excluded})]
 
 
 def prepare_synthetic_lits(

@@ -13,7 +13,7 @@ import numpy as np
 
 from pcrl_lib.data.prepared import PreparedWriter, check_labels, check_same_grid
 from pcrl_lib.data.preprocess import normalise_brain
-from pcrl_lib.data.readers import read_nifti
+from pcrl_lib.data.readers import read_label_nifti, read_nifti
 from pcrl_lib.data.splits import split_by_patient
 from pcrl_lib.data.synthetic.mri import BRATS_LABELS, MODALITIES, synthetic_brain_mri
 
@@ -31,8 +31,12 @@ def _add_brats_case(
     )
 
 
+def _modality_files(folder: Path, name: str) -> list[Path]:
+    return sorted(folder.glob(f"*_{name}.nii.gz")) + sorted(folder.glob(f"*_{name}.nii"))
+
+
 def _modality_file(folder: Path, name: str) -> Path:
-    hits = sorted(folder.glob(f"*_{name}.nii.gz")) + sorted(folder.glob(f"*_{name}.nii"))
+    hits = _modality_files(folder, name)
     if not hits:
         raise FileNotFoundError(
             f"{folder}: no *_{name}.nii(.gz) file (BraTS layout: one per modality and _seg)"
@@ -42,12 +46,17 @@ def _modality_file(folder: Path, name: str) -> Path:
     return hits[0]
 
 
-def prepare_brats(raw: str | os.PathLike, out: str | os.PathLike, seed: int = 0) -> list[Path]:
-    """Prepare BraTS 2018: every folder (any depth, e.g. ``HGG/`` and ``LGG/``) holding a
-    ``*_flair.nii.gz`` is one subject with ``_t1``, ``_t1ce``, ``_t2``, ``_flair`` and ``_seg``
-    files on one grid. Splits 70/10/20 by subject."""
+def prepare_brats(
+    raw: str | os.PathLike, out: str | os.PathLike, seed: int = 0, exclude_incomplete: bool = False
+) -> list[Path]:
+    """Prepare BraTS 2018: every folder (any depth, e.g. ``HGG/`` and ``LGG/``) holding any
+    ``*_{t1,t1ce,t2,flair,seg}.nii(.gz)`` is one subject, which must have all five files
+    on one grid. A subject missing one stops the preparation with what is missing - or,
+    with ``exclude_incomplete``, is left out, printed and listed under ``excluded`` in
+    ``prepare.json``: nothing disappears silently. Splits 70/10/20 by subject."""
     raw, out = Path(raw), Path(out)
-    subjects = sorted({p.parent for p in raw.rglob("*_flair.nii*")})
+    names = (*MODALITIES, "seg")
+    subjects = sorted({p.parent for m in names for p in raw.rglob(f"*_{m}.nii*")})
     if not subjects:
         raise FileNotFoundError(
             f"{raw}: no subject folders with *_flair.nii.gz (BraTS layout expected)"
@@ -55,10 +64,22 @@ def prepare_brats(raw: str | os.PathLike, out: str | os.PathLike, seed: int = 0)
     writer = PreparedWriter(
         out, "brats", str(raw), {"modalities": list(MODALITIES), "labels": list(BRATS_LABELS)}
     )
+    excluded = []
     for folder in subjects:
+        missing = [m for m in names if not _modality_files(folder, m)]
+        if missing:
+            reason = f"no {', '.join(f'*_{m}.nii(.gz)' for m in missing)}"
+            if not exclude_incomplete:
+                raise FileNotFoundError(
+                    f"{folder}: incomplete BraTS subject ({reason}); complete it, or pass "
+                    "exclude_incomplete=true to leave it out (listed in prepare.json)"
+                )
+            print(f"excluded {folder}: {reason}")
+            excluded.append({"case": str(folder), "reason": reason})
+            continue
         vols = [read_nifti(_modality_file(folder, m)) for m in MODALITIES]
         seg_path = _modality_file(folder, "seg")
-        seg = read_nifti(seg_path, np.int16)
+        seg = read_label_nifti(seg_path, BRATS_LABELS)
         for m, v in zip(MODALITIES, vols, strict=True):
             check_same_grid(
                 v.array.shape, seg.array.shape, f"{folder} ({m} vs seg)", v.spacing, seg.spacing
@@ -66,7 +87,7 @@ def prepare_brats(raw: str | os.PathLike, out: str | os.PathLike, seed: int = 0)
         _add_brats_case(
             writer, folder.name, np.stack([v.array for v in vols]), seg.array, str(seg_path)
         )
-    return [writer.finish(split_by_patient(writer.ids, seed=seed))]
+    return [writer.finish(split_by_patient(writer.ids, seed=seed), {"excluded": excluded})]
 
 
 def prepare_synthetic_brats(
