@@ -59,24 +59,6 @@ def check_labels(mask: np.ndarray, allowed: Iterable[int], where: str | os.PathL
     return mask
 
 
-def check_same_grid(
-    shape_a: Sequence[int],
-    shape_b: Sequence[int],
-    where: str | os.PathLike,
-    spacing_a: Sequence[float] | None = None,
-    spacing_b: Sequence[float] | None = None,
-    tol: float = 1e-3,
-) -> None:
-    """Raise ``ValueError`` naming ``where`` when image and mask differ in shape or spacing."""
-    if tuple(shape_a) != tuple(shape_b):
-        raise ValueError(f"{where}: image shape {tuple(shape_a)} != mask shape {tuple(shape_b)}")
-    both = spacing_a is not None and spacing_b is not None
-    if both and not np.allclose(spacing_a, spacing_b, atol=tol):
-        raise ValueError(
-            f"{where}: image spacing {tuple(spacing_a)} != mask spacing {tuple(spacing_b)}"
-        )
-
-
 def require_columns(table: pd.DataFrame, columns: Iterable[str], where: str | os.PathLike) -> None:
     """Raise ``ValueError`` naming ``where`` and the missing columns (and those present)."""
     missing = [c for c in columns if c not in table.columns]

@@ -1,7 +1,14 @@
 """Reading medical image files, with errors that name the file and the problem.
 
 Volumes come back as ``(X, Y, Z)`` arrays with spacing in mm per axis, whatever the file's
-own axis order (SimpleITK returns ``(Z, Y, X)``; NIfTI is already ``(i, j, k)``).
+own axis order (SimpleITK returns ``(Z, Y, X)``; NIfTI is already ``(i, j, k)``), and in one
+**canonical orientation** read from the header: axis 0 runs towards the patient's left,
+axis 1 towards posterior, axis 2 towards superior (LPS+, DICOM's and ITK's convention). A
+scan stored with a flipped direction, or a coronal one with permuted axes, comes out as the
+same array as one stored canonically; origin and direction are updated so that world
+coordinates keep pointing at the same anatomy (ITK files: LPS world; NIfTI files: their RAS
+world). :func:`check_aligned` checks that two volumes that must overlay (image and mask, the
+contrasts of one subject) share shape, spacing, origin and direction.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ def read_itk(path: str | os.PathLike) -> Volume:
         raise ValueError(f"{path}: unreadable volume ({first})") from err
     if image.GetDimension() != 3:
         raise ValueError(f"{path}: expected a 3D volume, got {image.GetDimension()}D")
+    image = sitk.DICOMOrient(image, "LPS")  # canonical voxel order (module docstring)
     array = np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0)).astype(np.float32)
     direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
     return Volume(
@@ -59,6 +67,38 @@ def read_itk(path: str | os.PathLike) -> Volume:
         tuple(float(o) for o in image.GetOrigin()),
         tuple(tuple(row) for row in direction),
     )
+
+
+def _canonical(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``array`` flipped / transposed to LPS+ voxel order, and its new affine."""
+    from nibabel import orientations as ornt
+
+    current = ornt.io_orientation(affine)
+    change = ornt.ornt_transform(current, ornt.axcodes2ornt(("L", "P", "S")))
+    out = ornt.apply_orientation(array, change)
+    return out, affine @ ornt.inv_ornt_aff(change, array.shape)
+
+
+def check_aligned(
+    a: Volume,
+    b: Volume,
+    where_a: str | os.PathLike,
+    where_b: str | os.PathLike,
+    tol_mm: float = 1e-2,
+) -> None:
+    """Raise ``ValueError`` naming both files when two volumes that must overlay differ in
+    shape, spacing (``tol_mm``), origin (``tol_mm``) or direction (1e-3)."""
+    what = []
+    if a.array.shape != b.array.shape:
+        what.append(f"shape {a.array.shape} vs {b.array.shape}")
+    if not np.allclose(a.spacing, b.spacing, atol=tol_mm):
+        what.append(f"spacing {a.spacing} vs {b.spacing}")
+    if not np.allclose(a.origin, b.origin, atol=tol_mm):
+        what.append(f"origin {a.origin} vs {b.origin}")
+    if not np.allclose(a.direction, b.direction, atol=1e-3):
+        what.append(f"direction {a.direction} vs {b.direction}")
+    if what:
+        raise ValueError(f"{where_a} and {where_b} do not overlay: {'; '.join(what)}")
 
 
 def read_nifti(path: str | os.PathLike, dtype: type = np.float32) -> Volume:
@@ -75,9 +115,9 @@ def read_nifti(path: str | os.PathLike, dtype: type = np.float32) -> Volume:
         array = array[..., 0]
     if array.ndim != 3:
         raise ValueError(f"{path}: expected a 3D volume, got shape {array.shape}")
+    array, affine = _canonical(array, image.affine)
     array = array.astype(dtype)
-    zooms = tuple(float(z) for z in image.header.get_zooms()[:3])
-    affine = image.affine
+    zooms = tuple(float(z) for z in np.linalg.norm(affine[:3, :3], axis=0))
     direction = affine[:3, :3] / np.asarray(zooms)
     return Volume(
         check_finite(array, path),

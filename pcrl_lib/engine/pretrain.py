@@ -205,7 +205,14 @@ def pretrain(
     opt = make_optimizer(method, cfg, cfg.optimizer)
     # One global order per epoch, shared by 1 or N processes: process r takes every N-th
     # sample, so N processes see the same global batches as one process would.
-    drop_last = len(dataset) >= 2 * cfg.batch_size  # keep a tiny dataset's only batch
+    if len(dataset) < 2 * world:
+        raise ValueError(
+            f"pre-training needs at least 2 images per process (batch norm), got {len(dataset)}"
+        )
+    # keep a tiny dataset's only batch, but never a final batch of one (batch norm)
+    per_rank = math.ceil(len(dataset) / world)
+    one_left = per_rank % (cfg.batch_size // world) == 1
+    drop_last = len(dataset) >= 2 * cfg.batch_size or one_left
     sampler = DistributedSampler(
         dataset,
         num_replicas=world,
@@ -233,6 +240,8 @@ def pretrain(
     if rank == 0 and global_step == 0 and 0 in cfg.snapshot_steps:
         _snapshot(out, encoder, 0, cfg)
     with open(out / "log.jsonl", "a") if rank == 0 else open(os.devnull, "w") as log:
+        if one_left and start == 0 and skip == 0:
+            _log(log, {"kind": "note", "text": "the final batch of one is dropped each epoch"})
         for epoch in range(start, epochs):
             if global_step >= last_step:
                 break

@@ -118,7 +118,8 @@ def test_brats_shape_mismatch(tmp_path):
     t2 = next(raw.rglob("*_t2.nii.gz"))
     _nifti_like(t2, np.zeros((24, 24, 19), np.float32))
     with pytest.raises(
-        ValueError, match=r"\(t2 vs seg\): image shape \(24, 24, 19\) != mask shape \(24, 24, 20\)"
+        ValueError,
+        match=r"_t2.nii.gz and .*_seg.nii.gz do not overlay: shape \(24, 24, 19\) vs \(24, 24, 20\)",
     ):
         prepare("brats", tmp_path / "out", raw=raw)
 
@@ -140,7 +141,9 @@ def test_lits_spacing_mismatch(tmp_path):
     nib.save(
         nib.Nifti1Image(np.asarray(img.dataobj).copy(), np.diag([0.8, 0.8, 5.0, 1.0])), str(seg)
     )
-    with pytest.raises(ValueError, match=r"segmentation-0.nii: image spacing .* != mask spacing"):
+    with pytest.raises(
+        ValueError, match=r"volume-0.nii and .*segmentation-0.nii do not overlay: spacing"
+    ):
         prepare("lits", tmp_path / "out", raw=raw)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pcrl_lib.data.prepared import PreparedWriter, check_labels, check_same_grid, read_csv
+from pcrl_lib.data.prepared import PreparedWriter, check_labels, read_csv
 from pcrl_lib.data.preprocess import (
     LITS_WINDOW,
     LUNA_WINDOW,
@@ -24,7 +24,7 @@ from pcrl_lib.data.preprocess import (
     resample,
     window_int16,
 )
-from pcrl_lib.data.readers import Volume, read_itk, read_label_nifti, read_nifti
+from pcrl_lib.data.readers import Volume, check_aligned, read_itk, read_label_nifti, read_nifti
 from pcrl_lib.data.splits import split_by_patient
 from pcrl_lib.data.synthetic.ct import synthetic_chest_ct
 
@@ -237,7 +237,7 @@ def prepare_lits(
             continue
         vol_path, seg_path = files["volume"], files["segmentation"]
         image, seg = read_nifti(vol_path), read_label_nifti(seg_path, LITS_LABELS)
-        check_same_grid(image.array.shape, seg.array.shape, seg_path, image.spacing, seg.spacing)
+        check_aligned(image, seg, vol_path, seg_path)
         _add_lits_case(
             writer,
             f"lits{number:04d}",

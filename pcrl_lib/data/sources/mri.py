@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pcrl_lib.data.prepared import PreparedWriter, check_labels, check_same_grid
+from pcrl_lib.data.prepared import PreparedWriter, check_labels
 from pcrl_lib.data.preprocess import normalise_brain
-from pcrl_lib.data.readers import read_label_nifti, read_nifti
+from pcrl_lib.data.readers import check_aligned, read_label_nifti, read_nifti
 from pcrl_lib.data.splits import split_by_patient
 from pcrl_lib.data.synthetic.mri import BRATS_LABELS, MODALITIES, synthetic_brain_mri
 
@@ -77,13 +77,12 @@ def prepare_brats(
             print(f"excluded {folder}: {reason}")
             excluded.append({"case": str(folder), "reason": reason})
             continue
-        vols = [read_nifti(_modality_file(folder, m)) for m in MODALITIES]
+        paths = [_modality_file(folder, m) for m in MODALITIES]
+        vols = [read_nifti(p) for p in paths]
         seg_path = _modality_file(folder, "seg")
         seg = read_label_nifti(seg_path, BRATS_LABELS)
-        for m, v in zip(MODALITIES, vols, strict=True):
-            check_same_grid(
-                v.array.shape, seg.array.shape, f"{folder} ({m} vs seg)", v.spacing, seg.spacing
-            )
+        for path, v in zip(paths, vols, strict=True):  # every contrast on the mask's grid
+            check_aligned(v, seg, path, seg_path)
         _add_brats_case(
             writer, folder.name, np.stack([v.array for v in vols]), seg.array, str(seg_path)
         )
