@@ -121,13 +121,22 @@ class ViewGenerator:
 
 
 def paper_view_generator(
-    spatial_dims: int, crops: str = "sub", preset: str = "paper", **view_overrides
+    spatial_dims: int,
+    crops: str = "sub",
+    preset: str = "paper",
+    window: tuple[float, float] | None | str = "auto",
+    **view_overrides,
 ) -> ViewGenerator:
     """The paper's settings (Sec. 4.3) for 3D CT (HU window) or 2D X-ray (values in [0, 1]);
     ``preset="official"`` draws the 3D crops as the released code
-    (:func:`pcrl_lib.views.paper_view_config`)."""
+    (:func:`pcrl_lib.views.paper_view_config`). ``window``: the intensity window mapped to
+    [0, 1] (:class:`Intensity`; ``None``: unchanged); ``"auto"``: HU [-1000, 1000] in 3D,
+    ``None`` in 2D - pre-training on prepared data passes its modality's
+    (:func:`pcrl_lib.data.datasets.pretraining_window`)."""
+    if window == "auto":
+        window = (-1000.0, 1000.0) if spatial_dims == 3 else None
     return ViewGenerator(
         views=paper_view_config(spatial_dims, crops, preset, **view_overrides),
         augment=paper_augment_config(spatial_dims),
-        intensity=Intensity((-1000.0, 1000.0) if spatial_dims == 3 else None),
+        intensity=Intensity(window),
     )

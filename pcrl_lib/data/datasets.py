@@ -61,6 +61,23 @@ def pretraining_images(
     return [partial(_load_raw, data, i, channels) for i in ids]
 
 
+HU_WINDOW = (-1000.0, 1000.0)  # the paper's pre-training window for CT (Sec. 4.3)
+ZSCORE_WINDOW = (-3.0, 3.0)  # z-scored MRI: +-3 standard deviations of the brain
+
+
+def pretraining_window(data: PreparedDataset, case_id: str) -> tuple[float, float] | None:
+    """The intensity window pre-training maps to [0, 1], by how the modality is stored:
+    CT as int16 HU -> the paper's [-1000, 1000] HU; MRI as z-scored floats (BraTS) -> +-3
+    standard deviations (never the CT window, which would flatten it to 0.5); 8-bit images
+    (X-rays, MedMNIST), already in [0, 1] when loaded -> ``None`` (unchanged)."""
+    image = data.load(case_id)["image"]
+    if image.dtype == np.uint8:
+        return None
+    if np.issubdtype(image.dtype, np.integer):
+        return HU_WINDOW
+    return ZSCORE_WINDOW
+
+
 class ClassificationCases(Dataset):
     """Classification samples of prepared cases.
 

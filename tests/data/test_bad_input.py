@@ -116,7 +116,7 @@ def test_brats_unexpected_label(tmp_path):
 def test_brats_shape_mismatch(tmp_path):
     raw = fixtures.write_brats(tmp_path / "raw", 2)
     t2 = next(raw.rglob("*_t2.nii.gz"))
-    _nifti_like(t2, np.zeros((24, 24, 19), np.float32))
+    _nifti_like(t2, np.random.default_rng(0).normal(size=(24, 24, 19)).astype(np.float32))
     with pytest.raises(
         ValueError,
         match=r"_t2.nii.gz and .*_seg.nii.gz do not overlay: shape \(24, 24, 19\) vs \(24, 24, 20\)",

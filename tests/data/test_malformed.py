@@ -258,3 +258,80 @@ def test_a_final_batch_of_one_is_dropped_with_a_note(tmp_path):
     one = ViewDataset(images[:1], data.generator)
     with pytest.raises(ValueError, match="at least 2 images"):
         pretrain(TinyRestorer(), one, PretrainConfig(**cfg.__dict__), tmp_path / "one")
+
+
+# ------------------------------------------------------------------ plausibility
+
+
+def _replace_volume(raw, arr):
+    path = raw / "volume-0.nii"
+    nib.save(nib.Nifti1Image(arr, nib.load(str(path)).affine), str(path))
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda a: np.zeros_like(a), "constant image"),
+        (lambda a: np.full_like(a, -1000.0) + np.arange(a.size).reshape(a.shape) % 2, "air only"),
+        (lambda a: np.clip(a + 1024, 0, 4095), "no voxel below -500 HU"),  # no intercept
+        (lambda a: np.clip(a / 8 + 128, 0, 255).round(), "8-bit data"),  # an MRI as CT
+    ],
+)
+def test_implausible_ct_volumes_are_named(tmp_path, make, match):
+    raw = fixtures.write_lits(tmp_path / "raw", 3)
+    arr = np.asarray(nib.load(str(raw / "volume-0.nii")).dataobj).astype(np.float32)
+    _replace_volume(raw, make(arr).astype(np.float32))
+    with pytest.raises(ValueError, match=f"volume-0.nii: .*{match}"):
+        prepare("lits", tmp_path / "out", raw=raw)
+
+
+def test_a_one_slice_volume_is_named(tmp_path):
+    raw = fixtures.write_lits(tmp_path / "raw", 3)
+    arr = np.random.default_rng(0).normal(-300, 400, (20, 20, 1)).astype(np.float32)
+    _replace_volume(raw, arr)
+    with pytest.raises(ValueError, match=r"volume-0.nii: \(20, 20, 1\) voxels - fewer than 8"):
+        prepare("lits", tmp_path / "out", raw=raw)
+
+
+def test_a_constant_mri_contrast_and_a_blank_xray_are_named(tmp_path):
+    raw = fixtures.write_brats(tmp_path / "brats", 3)
+    t1 = next(raw.rglob("*_t1.nii.gz"))
+    nib.save(nib.Nifti1Image(np.zeros((24, 24, 20), np.float32), nib.load(str(t1)).affine), str(t1))
+    with pytest.raises(ValueError, match=r"_t1.nii.gz: constant image"):
+        prepare("brats", tmp_path / "out", raw=raw)
+    from PIL import Image
+
+    nih = fixtures.write_nih(tmp_path / "nih")
+    png = next((nih / "images").glob("*.png"))
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(png)
+    with pytest.raises(ValueError, match=rf"{png.name}: constant image"):
+        prepare("nih", tmp_path / "out2", raw=nih)
+
+
+def test_float_medmnist_arrays_are_refused_not_zeroed(tmp_path):
+    raw = fixtures.write_medmnist(tmp_path / "raw", "chestmnist")
+    path = next(raw.glob("*.npz"))
+    arrays = dict(np.load(path))
+    arrays["train_images"] = arrays["train_images"] / 255.0  # floats in [0, 1]
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=r"\(train_images\): float64 values in \[0, 1\]"):
+        prepare("medmnist", tmp_path / "out", raw=raw, name="chestmnist")
+
+
+def test_pretraining_maps_each_modality_with_its_own_window(tmp_path):
+    from pcrl_lib.data.datasets import HU_WINDOW, ZSCORE_WINDOW, pretraining_window
+
+    brats = prepare("synthetic-brats", tmp_path / "b", n=3, shape=(32, 32, 32))[0]
+    luna = prepare("synthetic-luna", tmp_path / "l", n=3, shape=(48, 48, 32), crop=16)[0]
+    nih = prepare("synthetic-nih", tmp_path / "n", n=6, size=32)[0]
+    windows = {}
+    for name, root in (("mri", brats), ("ct", luna), ("xray", nih)):
+        data = PreparedDataset(root)
+        windows[name] = pretraining_window(data, data.manifest.index[0])
+    assert windows == {"mri": ZSCORE_WINDOW, "ct": HU_WINDOW, "xray": None}
+    # z-scored MRI through the CT window would be flat; through its own it is not
+    from pcrl_lib.pipeline import Intensity
+
+    image = torch.from_numpy(PreparedDataset(brats).load("mri0000")["image"][:1].astype(np.float32))
+    assert float(Intensity(HU_WINDOW)(image).std()) < 0.002
+    assert float(Intensity(ZSCORE_WINDOW)(image).std()) > 0.05

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pcrl_lib.data.plausibility import check_ct
 from pcrl_lib.data.prepared import PreparedWriter, check_labels, read_csv
 from pcrl_lib.data.preprocess import (
     LITS_WINDOW,
@@ -108,6 +109,7 @@ def prepare_luna(
     for mhd in scans:
         uid = mhd.stem
         volume = read_itk(mhd)
+        check_ct(volume.array, mhd)
         rows = by_uid.get(uid, candidates.iloc[:0])
         pos, neg = rows[rows["class"] == 1], rows[rows["class"] == 0]
         keep = min(len(neg), max(10, negatives_per_positive * len(pos)))
@@ -237,6 +239,7 @@ def prepare_lits(
             continue
         vol_path, seg_path = files["volume"], files["segmentation"]
         image, seg = read_nifti(vol_path), read_label_nifti(seg_path, LITS_LABELS)
+        check_ct(image.array, vol_path)
         check_aligned(image, seg, vol_path, seg_path)
         _add_lits_case(
             writer,

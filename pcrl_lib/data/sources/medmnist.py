@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pcrl_lib.data.plausibility import check_8bit
 from pcrl_lib.data.prepared import PreparedWriter
 from pcrl_lib.data.synthetic.xray import NIH_FINDINGS
 
@@ -65,6 +66,7 @@ def prepare_medmnist(
             arrays[f"{split}_images"],
             arrays[f"{split}_labels"].reshape(len(arrays[f"{split}_images"]), -1),
         )
+        check_8bit(images, f"{path} ({split}_images)")
         if images.ndim != spec["dims"] + 1:
             raise ValueError(
                 f"{path}: {split}_images has shape {images.shape}, expected {spec['dims']}D images"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pcrl_lib.data.plausibility import check_mri
 from pcrl_lib.data.prepared import PreparedWriter, check_labels
 from pcrl_lib.data.preprocess import normalise_brain
 from pcrl_lib.data.readers import check_aligned, read_label_nifti, read_nifti
@@ -79,6 +80,8 @@ def prepare_brats(
             continue
         paths = [_modality_file(folder, m) for m in MODALITIES]
         vols = [read_nifti(p) for p in paths]
+        for path, v in zip(paths, vols, strict=True):
+            check_mri(v.array, path)
         seg_path = _modality_file(folder, "seg")
         seg = read_label_nifti(seg_path, BRATS_LABELS)
         for path, v in zip(paths, vols, strict=True):  # every contrast on the mask's grid

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pcrl_lib.data.plausibility import check_not_constant
 from pcrl_lib.data.prepared import PreparedWriter, read_csv
 from pcrl_lib.data.preprocess import xray_uint8
 from pcrl_lib.data.readers import read_grey_image
@@ -116,7 +117,9 @@ def prepare_nih(
     )
     for row, (name, text, patient) in enumerate(table[list(NIH_COLUMNS)].itertuples(index=False)):
         labels = parse_nih_labels(text, f"{csv} row {row + 2}")
-        image = xray_uint8(read_grey_image(images[name]), size)
+        grey = read_grey_image(images[name])
+        check_not_constant(grey, images[name])
+        image = xray_uint8(grey, size)
         writer.add(
             Path(name).stem,
             str(patient),
@@ -203,7 +206,10 @@ def prepare_chexpert(
         m = re.search(r"(patient\d+)/(study\d+)/(view\d+)", rel)
         if m is None:
             raise ValueError(f"{raw}: Path {rel!r} is not .../patientNNNNN/studyN/viewN_*.jpg")
-        image = xray_uint8(read_grey_image(_chexpert_image(raw, rel)), size)
+        path = _chexpert_image(raw, rel)
+        grey = read_grey_image(path)
+        check_not_constant(grey, path)
+        image = xray_uint8(grey, size)
         columns = dict(zip(CHEXPERT_OBSERVATIONS, labels.tolist(), strict=True))
         writer.add(f"{m[1]}_{m[2]}_{m[3]}", m[1], columns, image=image[None])
     return [writer.finish(split_by_patient(writer.ids, writer.patients, seed=seed))]
