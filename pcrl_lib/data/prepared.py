@@ -68,6 +68,31 @@ def require_columns(table: pd.DataFrame, columns: Iterable[str], where: str | os
         raise ValueError(f"{where}: no rows")
 
 
+def check_numeric(table: pd.DataFrame, columns: Iterable[str], where: str | os.PathLike) -> None:
+    """Raise ``ValueError`` naming ``where``, the row (as a spreadsheet counts it: the header
+    is row 1) and the column of the first value of ``columns`` that is not a number."""
+    for column in columns:
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = values.isna() | ~np.isfinite(values.astype(float))
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ValueError(
+                f"{where}: row {row + 2}, column {column}: {table[column].iloc[row]!r} is not a number"
+            )
+
+
+def check_unique(table: pd.DataFrame, column: str, where: str | os.PathLike) -> None:
+    """Raise ``ValueError`` naming ``where`` and both rows when ``column`` repeats a value."""
+    repeated = table[column].duplicated(keep=False).to_numpy()
+    if repeated.any():
+        rows = np.flatnonzero(repeated)
+        first = table[column].iloc[rows[0]]
+        twin = rows[table[column].iloc[rows].to_numpy() == first]
+        raise ValueError(
+            f"{where}: {column} {first!r} appears in rows {[int(r) + 2 for r in twin[:5]]}"
+        )
+
+
 def read_csv(path: str | os.PathLike, columns: Iterable[str] = ()) -> pd.DataFrame:
     """Read a CSV, stopping with the file's name when it is missing, empty or lacks columns."""
     path = Path(path)

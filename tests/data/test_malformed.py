@@ -335,3 +335,34 @@ def test_pretraining_maps_each_modality_with_its_own_window(tmp_path):
     image = torch.from_numpy(PreparedDataset(brats).load("mri0000")["image"][:1].astype(np.float32))
     assert float(Intensity(HU_WINDOW)(image).std()) < 0.002
     assert float(Intensity(ZSCORE_WINDOW)(image).std()) > 0.05
+
+
+# ---------------------------------------------------------------------- CSV files
+
+
+def test_an_unparseable_coordinate_names_file_row_and_column(tmp_path):
+    import pandas as pd
+
+    raw = fixtures.write_luna(tmp_path / "raw", 3)
+    table = pd.read_csv(raw / "candidates_V2.csv")
+    table["coordY"] = table["coordY"].astype(object)
+    table.loc[2, "coordY"] = "12,5"  # a decimal comma
+    table.to_csv(raw / "candidates_V2.csv", index=False)
+    with pytest.raises(
+        ValueError, match=r"candidates_V2.csv: row 4, column coordY: '12,5' is not a number"
+    ):
+        prepare("luna", tmp_path / "out", raw=raw)
+
+
+def test_a_duplicated_csv_row_names_both_rows(tmp_path):
+    import pandas as pd
+
+    raw = fixtures.write_nih(tmp_path / "raw")
+    csv = raw / "Data_Entry_2017.csv"
+    table = pd.read_csv(csv)
+    pd.concat([table, table.iloc[[0]]]).to_csv(csv, index=False)
+    first = table["Image Index"].iloc[0]
+    with pytest.raises(
+        ValueError, match=rf"Image Index '{first}' appears in rows \[2, {len(table) + 2}\]"
+    ):
+        prepare("nih", tmp_path / "out", raw=raw)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pcrl_lib.data.plausibility import check_ct
-from pcrl_lib.data.prepared import PreparedWriter, check_labels, read_csv
+from pcrl_lib.data.prepared import PreparedWriter, check_labels, check_numeric, read_csv
 from pcrl_lib.data.preprocess import (
     LITS_WINDOW,
     LUNA_WINDOW,
@@ -92,6 +92,8 @@ def prepare_luna(
         raise FileNotFoundError(f"{raw}: no subset*/*.mhd files (LUNA16 layout expected)")
     candidates = read_csv(raw / "candidates_V2.csv", CANDIDATE_COLUMNS)
     annotations = read_csv(raw / "annotations.csv", ANNOTATION_COLUMNS)
+    check_numeric(candidates, ("coordX", "coordY", "coordZ", "class"), raw / "candidates_V2.csv")
+    check_numeric(annotations, ANNOTATION_COLUMNS[1:], raw / "annotations.csv")
     bad = ~candidates["class"].isin([0, 1])
     if bad.any():
         raise ValueError(

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pcrl_lib.data.plausibility import check_not_constant
-from pcrl_lib.data.prepared import PreparedWriter, read_csv
+from pcrl_lib.data.prepared import PreparedWriter, check_unique, read_csv
 from pcrl_lib.data.preprocess import xray_uint8
 from pcrl_lib.data.readers import read_grey_image
 from pcrl_lib.data.splits import split_by_patient
@@ -106,6 +106,7 @@ def prepare_nih(
     raw, out = Path(raw), Path(out)
     csv = raw / "Data_Entry_2017.csv"
     table = read_csv(csv, NIH_COLUMNS)
+    check_unique(table, "Image Index", csv)
     images = _image_index(raw)
     missing = [n for n in table["Image Index"] if n not in images]
     if missing:
@@ -189,6 +190,7 @@ def prepare_chexpert(
         )
         frames.append(table)
     table = pd.concat(frames, ignore_index=True)
+    check_unique(table, "Path", f"{raw / 'train.csv'} + valid.csv")
     if frontal_only:
         table = table[table["Frontal/Lateral"] == "Frontal"]
     writer = PreparedWriter(
