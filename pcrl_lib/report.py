@@ -112,3 +112,161 @@ def write_html(path: str | os.PathLike, title: str, sections: list[tuple[str, st
         parts.append(f"<h2>{html.escape(heading)}</h2>\n{body}")
     parts.append("</body></html>")
     return write_text_atomic(path, "\n".join(parts))
+
+
+PROFILE_NOTES = {
+    "smoke": (
+        "Tiny synthetic data and a few steps per run: the numbers mean nothing; this page "
+        "shows that every table, figure and check is produced."
+    ),
+    "demo": (
+        "Synthetic data at CPU scale, each method pre-trained for a few dozen steps (the "
+        "paper: about 10^5): the tables test the pipeline and the measurement, not the "
+        "paper's claims, and a delta to the paper's number says how far this scale is from "
+        "it, not how well the method reproduces. Where pre-training starts to help on this "
+        "data is the budget study's question (notebook 08)."
+    ),
+    "paper": (
+        "The real datasets at the paper's settings (Sec. 4.3): numbers comparable with the "
+        "paper's, each with its standard error."
+    ),
+}
+VERDICT_COLOURS = {
+    "gain": "#c8e6c9",
+    "loss": "#ffcdd2",
+    "no detectable gain": "#eeeeee",
+    "not run": "#ffffff",
+}
+
+
+def parse_se(text: str) -> float | None:
+    """The standard error in a spread cell ``"±1.2 (sd 0.3, n=5)"`` (``None`` if absent)."""
+    text = str(text)
+    if not text.startswith("±"):
+        return None
+    try:
+        return float(text[1:].split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def _numeric_columns(table: str, paper: pd.DataFrame) -> list[str]:
+    return [c for c in paper.columns if any(cell_query(table, r, c) for _, r in paper.iterrows())]
+
+
+def _row_keys(table: str, paper: pd.DataFrame) -> list[str]:
+    keys = [c for c in paper.columns if c not in _numeric_columns(table, paper)]
+    return [" / ".join(str(r[c]) for c in keys) for _, r in paper.iterrows()]
+
+
+def comparison_figure(table: str, ours: pd.DataFrame, spread: pd.DataFrame, paper: pd.DataFrame):
+    """The paper's value (x) and ours (o, with a 95 % interval of +-1.96 standard errors)
+    for every cell of ``table``: one panel per numeric column (label ratio, dataset), one
+    line per row (method, variant). Cells not run show the paper's value alone."""
+    import matplotlib.pyplot as plt
+
+    columns = _numeric_columns(table, paper)
+    keys = _row_keys(table, paper)
+    fig, axes = plt.subplots(
+        1, len(columns), figsize=(min(16, 2.6 * len(columns) + 2.4), 0.32 * len(keys) + 1.4),
+        sharey=True, squeeze=False,
+    )  # fmt: skip
+    y = np.arange(len(keys))
+    for ax, col in zip(axes[0], columns, strict=True):
+        p = np.array([_number(v) if v is not None else None for v in paper[col]], dtype=float)
+        o = np.array([_number(v) for v in ours[col]], dtype=float)
+        se = np.array([parse_se(s) or np.nan for s in spread[col]], dtype=float)
+        ax.plot(p, y, "x", color="black", label="paper")
+        ax.errorbar(o, y, xerr=1.96 * np.nan_to_num(se), fmt="o", color="tab:blue", label="ours")
+        ax.set_title(str(col), fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(y, keys)
+    axes[0][0].invert_yaxis()
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.suptitle(table, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def figure_tag(fig, width: int = 1000) -> str:
+    """An ``<img>`` of a matplotlib figure, PNG embedded (the figure is closed)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img src="data:image/png;base64,{data}" style="max-width:{width}px">'
+
+
+def cells_html(table: str, values: pd.DataFrame, spread: pd.DataFrame) -> str:
+    """A regenerated table as HTML: row keys once, each cell's mean with its standard error
+    and, smaller, the runs' sd and count."""
+    numeric = set(_numeric_columns(table, values))
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in values.columns)
+    rows = []
+    for i in range(len(values)):
+        cells = []
+        for c in values.columns:
+            v = html.escape(str(values.at[i, c]))
+            s = str(spread.at[i, c]) if c in numeric else ""
+            if s:
+                se, _, rest = s.partition(" ")
+                v += f" {html.escape(se)} <small>{html.escape(rest)}</small>"
+            cells.append(f"<td>{v}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def verdicts_html(verdicts: pd.DataFrame) -> str:
+    """The verdicts table, each row coloured by its verdict (no JavaScript)."""
+    cols = [
+        c
+        for c in ("table", "setting", "check", "estimate", "ci_low", "ci_high", "verdict", "mde")
+        if c in verdicts.columns
+    ]
+    head = "".join(f"<th>{c}</th>" for c in cols)
+    rows = []
+    for _, r in verdicts.iterrows():
+        colour = VERDICT_COLOURS.get(str(r.get("verdict")), "#ffffff")
+        cells = "".join(f"<td>{'' if pd.isna(r[c]) else html.escape(str(r[c]))}</td>" for c in cols)
+        rows.append(f'<tr style="background:{colour}">{cells}</tr>')
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def run_summary(profile: str, records: list[dict], pretrain_wall_s: list[float]) -> str:
+    """The run's profile, size, compute (``pretrain_wall_s``: one per finished pre-training
+    run), machine and code version, as an HTML list."""
+    from pcrl_lib.perf import machine_description
+
+    finetune_s = sum(float(r.get("wall_s") or 0.0) for r in records)
+    versions = sorted({str(r.get("code_version")) for r in records if r.get("code_version")})
+    items = [
+        f"profile <b>{html.escape(profile)}</b>: {html.escape(PROFILE_NOTES.get(profile, ''))}",
+        f"{len(records)} fine-tuning runs, {finetune_s / 60:.1f} CPU/GPU minutes of fine-tuning",
+    ]
+    if pretrain_wall_s:
+        minutes = sum(pretrain_wall_s) / 60
+        items.append(f"{len(pretrain_wall_s)} pre-training runs, {minutes:.1f} minutes")
+    items.append(f"machine: {html.escape(machine_description())}")
+    items.append(f"code version: {html.escape(', '.join(versions) or 'unknown')}")
+    return "<ul>" + "".join(f"<li>{x}</li>" for x in items) + "</ul>"
+
+
+def orderings_html(checks: pd.DataFrame) -> str:
+    """The orderings of cell means: a count per check, then only the settings where both
+    cells ran (the rest read ``not run`` and are counted, not listed)."""
+    done = checks[checks["holds"].notna()]
+    counts = checks.groupby("check")["holds"].agg(
+        lambda s: (
+            f"{int(s.eq(True).sum())} hold of {int(s.notna().sum())} checked "
+            f"({int(s.isna().sum())} not run)"
+        )
+    )
+    out = counts.to_frame("result").to_html()
+    if len(done):
+        out += done.to_html(index=False)
+    return out

@@ -173,7 +173,8 @@ def regenerate(
     the same shape holding each cell's standard error (:func:`cell_standard_error`), the
     spread of its runs (std) and their number: ``±SE (sd S, n=N)``."""
     published = pd.read_csv(Path(published_dir) / f"{table}.csv", dtype=str, keep_default_na=False)
-    values, spread = published.copy(), published.copy()
+    values = published.copy()
+    spread = pd.DataFrame("", index=published.index, columns=published.columns)  # keys: none
     for i, row in published.iterrows():
         for col in published.columns:
             q = cell_query(table, row, col)
