@@ -366,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument("action", choices=("build", "verify"))
     zoo.add_argument("--steps", type=int, default=None, help="build: the budget (steps)")
     zoo.add_argument("--seeds-2d", type=int, nargs="+", default=[0], help="build: NIH seeds")
+    zoo.add_argument(
+        "--methods-2d", nargs="+", default=["PCRLv2"], help="build: NIH methods (80 MB cap)"
+    )
     zoo.add_argument("--data-root", default=None, help="default: $PCRL_DATA_ROOT")
     zoo.add_argument("--results", default=None, help="the study's results root")
     zoo.set_defaults(func=_zoo)
@@ -383,7 +386,7 @@ def _zoo(args: argparse.Namespace) -> int:
         return 0
     if args.steps is None or args.steps < 1:
         raise ValueError("zoo build needs --steps N (N >= 1): the budget to ship")
-    entries = zoo.zoo_entries(seeds_2d=tuple(args.seeds_2d))
+    entries = zoo.zoo_entries(seeds_2d=tuple(args.seeds_2d), methods_2d=tuple(args.methods_2d))
     roles = {e.source for e in entries} | {
         MAIN_TABLES[PROBE_TABLES[e.source]].task for e in entries
     }

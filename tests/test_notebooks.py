@@ -105,3 +105,50 @@ def test_the_budget_miniature_measures_every_snapshot_and_the_headline_uses_its_
     headline = pd.read_csv(out / "tables" / "headline.csv")
     assert len(headline) == len(HEADLINE_TABLES) * len(HEADLINE_METHODS)
     assert (headline["verdict"] != "not run").all()
+
+
+@pytest.mark.slow
+def test_the_smoke_report_resolves_every_image_repeats_no_cell_and_shows_every_table(smoke):
+    import base64
+    from html.parser import HTMLParser
+
+    root, _ = smoke
+    page = (root / "results" / "smoke" / "report.html").read_text()
+
+    class Page(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.images, self.cells, self.sections, self._in = [], [], [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.images.append(dict(attrs)["src"])
+                if self.sections:
+                    self.sections[-1][1] += 1
+            self._in = tag if tag in ("td", "h2") else self._in
+
+        def handle_endtag(self, tag):
+            self._in = None if tag == self._in else self._in
+
+        def handle_data(self, data):
+            if self._in == "td" and data.strip():
+                self.cells.append(data.strip())
+            if self._in == "h2":
+                self.sections.append([data.strip(), 0])
+
+    parsed = Page()
+    parsed.feed(page)
+    assert parsed.images
+    for src in parsed.images:  # embedded, so the page stands alone
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    repeated = [c for c in parsed.cells if len(c.split()) % 2 == 0 and len(c.split()) > 1
+                and c.split()[: len(c.split()) // 2] == c.split()[len(c.split()) // 2 :]]  # fmt: skip
+    assert not repeated, repeated[:5]
+    images_by_section = dict(parsed.sections)
+    for csv in sorted(PUBLISHED_DIR.glob("table*.csv")):
+        assert images_by_section.get(csv.stem, 0) >= 1, csv.stem  # each table with its figure
+    assert [s for s, _ in parsed.sections][:2] == [
+        "At a glance",
+        "Verdicts (paired differences, 95 % intervals)",
+    ]

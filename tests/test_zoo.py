@@ -9,6 +9,7 @@ from pcrl_lib.methods.registry import get_method
 from pcrl_lib.models.checkpoints import load_encoder
 from pcrl_lib.zoo import (
     MANIFEST,
+    MAX_BYTES,
     ZooEntry,
     ZooError,
     build_zoo,
@@ -55,12 +56,14 @@ def _fake_study(results, entries):
 ENTRIES = [ZooEntry("luna", "MG", 0), ZooEntry("luna", "MG", 1)]
 
 
-def test_the_default_set_ships_every_3d_seed_and_one_2d_seed():
+def test_the_default_set_ships_every_3d_seed_and_what_fits_in_2d():
     entries = zoo_entries()
     assert sum(e.source == "luna" for e in entries) == 9  # 3 methods x 3 seeds
-    assert {(e.method, e.seed) for e in entries if e.source == "nih"} == {
-        ("PCRLv2", 0), ("MG", 0), ("SimSiam", 0)
-    }  # fmt: skip
+    assert [(e.method, e.seed) for e in entries if e.source == "nih"] == [("PCRLv2", 0)]
+    # measured fp16 sizes: 4.43 MB per 3D encoder, 22.37 MB per 2D one
+    assert 9 * 4.43e6 + 22.37e6 <= MAX_BYTES < 9 * 4.43e6 + 2 * 22.37e6
+    every = zoo_entries(methods_2d=None)
+    assert {e.method for e in every if e.source == "nih"} == {"PCRLv2", "MG", "SimSiam"}
 
 
 def test_build_exports_fp16_encoders_with_hashes_and_curves(tmp_path):
