@@ -369,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument(
         "--methods-2d", nargs="+", default=["PCRLv2"], help="build: NIH methods (80 MB cap)"
     )
+    zoo.add_argument(
+        "--max-mb", type=float, default=80.0, help="build: size cap (the committed zoo: 80)"
+    )
     zoo.add_argument("--data-root", default=None, help="default: $PCRL_DATA_ROOT")
     zoo.add_argument("--results", default=None, help="the study's results root")
     zoo.set_defaults(func=_zoo)
@@ -391,7 +394,9 @@ def _zoo(args: argparse.Namespace) -> int:
         MAIN_TABLES[PROBE_TABLES[e.source]].task for e in entries
     }
     folders = ensure_data("demo", args.data_root, roles=tuple(sorted(roles)))
-    manifest = zoo.build_zoo(args.steps, folders, entries, results=args.results)
+    manifest = zoo.build_zoo(
+        args.steps, folders, entries, results=args.results, max_bytes=int(args.max_mb * 1e6)
+    )
     size = sum(e["bytes"] for e in manifest["entries"]) / 1e6
     print(f"{len(manifest['entries'])} encoders, {size:.1f} MB, in {zoo.ZOO_DIR}")
     return 0
