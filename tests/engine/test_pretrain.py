@@ -52,23 +52,38 @@ def test_run_writes_log_and_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    """SIGKILL inside an epoch (a separate process, after its fifth step of 2-step epochs):
+    the resumed run does not redo the finished epochs, and its weights, optimiser state and
+    random state end equal to an uninterrupted run's."""
     full, killed = tmp_path / "full", tmp_path / "killed"
     subprocess.run([sys.executable, str(SCRIPT), str(full), "6"], check=True)
     proc = subprocess.Popen([sys.executable, str(SCRIPT), str(killed), "6"])
     log = killed / "log.jsonl"
     deadline = time.time() + 120
-    while time.time() < deadline:  # kill after the second epoch's checkpoint
-        if log.exists() and sum('"kind": "epoch"' in x for x in log.read_text().splitlines()) >= 2:
+    while time.time() < deadline:  # kill inside the third epoch, after two checkpoints
+        if log.exists() and sum('"kind": "step"' in x for x in log.read_text().splitlines()) >= 5:
             break
-        time.sleep(0.02)
+        time.sleep(0.005)
     assert proc.poll() is None, "the run finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = sum('"kind": "epoch"' in x for x in log.read_text().splitlines())
-    assert 2 <= done < 6
+    before = [json.loads(x) for x in log.read_text().splitlines()]
+    finished = [x["epoch"] for x in before if x["kind"] == "epoch"]
+    assert 2 <= len(finished) < 6 and finished == list(range(len(finished)))
     subprocess.run([sys.executable, str(SCRIPT), str(killed), "6"], check=True)
-    a, b = _weights(full / "last.pt"), _weights(killed / "last.pt")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    after = [json.loads(x) for x in log.read_text().splitlines()][len(before) :]
+    # the resumed process starts at the first unfinished epoch, never at 0
+    assert after[0]["kind"] == "step" and after[0]["epoch"] == len(finished)
+    epochs = [x["epoch"] for x in before + after if x["kind"] == "epoch"]
+    assert epochs == list(range(6))  # each epoch finished once
+    a = torch.load(full / "last.pt", weights_only=True)
+    b = torch.load(killed / "last.pt", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert torch.equal(a["torch_rng"], b["torch_rng"]) and a["step"] == b["step"] == 12
+    for sa, sb in zip(
+        a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True
+    ):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)  # momentum buffers too
 
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
