@@ -1,5 +1,6 @@
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,7 +74,7 @@ def test_task_losses_hand_values():
         FinetuneConfig(task="detection")
 
 
-def test_run_record_is_complete_and_atomic(tmp_path):
+def test_run_record_is_complete_and_atomic(tmp_path, monkeypatch):
     path = write_run_record(
         tmp_path / "runs" / "r.json",
         table="table5",
@@ -88,8 +89,26 @@ def test_run_record_is_complete_and_atomic(tmp_path):
     )
     rec = json.loads(path.read_text())
     assert rec["config"]["task"] == "classification" and rec["code_version"].startswith("0.1.0")
+    # complete: every field given, plus the code version and the time of writing
+    assert {"table", "task", "protocol", "method", "label_ratio", "seed", "metrics", "config",
+            "wall_time_s", "code_version", "written_at"} <= set(rec)  # fmt: skip
     with pytest.raises(ValueError, match="missing fields"):
         write_run_record(tmp_path / "bad.json", table="t")
+    # atomic: a write that fails half-way (here: the disk fills after 10 bytes) leaves the
+    # previous record whole and no temporary file behind
+    before = path.read_bytes()
+    real_write = Path.write_text
+
+    def half_write(self, text, *args, **kwargs):
+        real_write(self, text[:10], *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", half_write)
+    with pytest.raises(OSError, match="No space left"):
+        write_run_record(path, **{**rec, "metrics": {"mean": 0.1}})
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["r.json"]
 
 
 def test_recalibrate_batch_norm_averages_the_batch_statistics_of_one_pass():
