@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 from pcrl_lib.budget import PLANS, run_study, study_dir, write_study
 from pcrl_lib.grid import MAIN_TABLES, PROBE_TABLES, default_workers
@@ -31,8 +32,17 @@ def main() -> None:
     parser.add_argument("--data-root", default=None, help="default: $PCRL_DATA_ROOT")
     parser.add_argument("--results", default=None, help="default: $PCRL_RESULTS")
     parser.add_argument("--out", default=None, help="where the two tables go")
+    parser.add_argument("--sources", nargs="+", default=None, help="a part of the plan's")
+    parser.add_argument("--methods", nargs="+", default=None, help="a part of the plan's")
     args = parser.parse_args()
     plan = PLANS[args.profile]
+    for name in ("sources", "methods"):  # e.g. the 3D runs here, the 2D ones on a GPU
+        chosen = getattr(args, name)
+        if chosen is not None:
+            unknown = sorted(set(chosen) - set(getattr(plan, name)))
+            if unknown:
+                parser.error(f"--{name} {unknown} not in the plan's {getattr(plan, name)}")
+            plan = replace(plan, **{name: tuple(chosen)})
     tasks = {MAIN_TABLES[PROBE_TABLES[s]].task for s in plan.sources}
     folders = ensure_data(args.profile, args.data_root, roles=tuple(set(plan.sources) | tasks))
     workers = default_workers(args.profile) if args.workers is None else args.workers

@@ -151,3 +151,69 @@ def test_finetune_lr_choice_is_the_best_mean_rank_of_validation_scores():
         ]
     )
     assert choose(rows) == 3e-3  # mean ranks 1e-3 2.33, 3e-3 1.67, 1e-2 2.0
+
+
+def _run_env(script, env_dirs, *args):
+    import os
+
+    env = {
+        **os.environ,
+        "PCRL_DATA_ROOT": str(env_dirs / "data"),
+        "PCRL_RESULTS": str(env_dirs / "results"),
+    }
+    out = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return [json.loads(x) for x in out.stdout.strip().splitlines() if x.startswith("{")]
+
+
+@pytest.mark.slow
+def test_select_pretrain_optimizer_scores_every_candidate_and_chooses(tmp_path):
+    lines = _run_env(
+        "select_pretrain_optimizer.py",
+        tmp_path,
+        "--profile",
+        "smoke",
+        "--steps",
+        "2",
+        "--dims",
+        "3",
+    )
+    rows, choice = lines[:-1], lines[-1]
+    assert [(r["optimizer"], r["lr"]) for r in rows] == [
+        ("sgd", 0.01),
+        ("adamw", 1e-3),
+        ("adamw", 3e-4),
+    ]
+    assert all({"final_loss", "drift_last", "machine"} <= set(r) for r in rows)
+    assert choice["dims"] == 3 and choice["choice"] in ("sgd", "adamw")
+
+
+@pytest.mark.slow
+def test_pretrain_budget_runs_a_part_of_the_plan_and_writes_its_tables(tmp_path):
+    import pandas as pd
+
+    lines = _run_env(
+        "pretrain_budget.py",
+        tmp_path,
+        "--profile",
+        "smoke",
+        "--sources",
+        "luna",
+        "--methods",
+        "MG",
+        "--workers",
+        "1",
+    )
+    assert [x["budget"] for x in lines] == [2]
+    rows = pd.read_csv(lines[-1]["written"][0])
+    assert set(rows["method"]) == {"MG"} and sorted(rows["steps"]) == [0, 2]
+    bad = subprocess.run(
+        [sys.executable, str(BENCH / "pretrain_budget.py"), "--profile", "smoke", "--sources", "brats"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "not in the plan" in bad.stderr
