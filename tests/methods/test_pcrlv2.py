@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -194,3 +195,21 @@ def test_official_restoration_only_never_decodes_the_second_view():
     out = model({k: batch()[k] for k in ("global1", "global2", "target1")})
     assert set(out) == {"loss", "restoration", "scale"} and int(out["scale"]) in (4, 2, 1)
     assert len(seen) == 1  # view 1 only
+
+
+def test_official_preset_weights_the_scale_term_by_the_cosine_of_progress(monkeypatch):
+    """restoration(p) = full-resolution MSE + 0.5 (1 + cos(pi p)) x MSE at the sampled scale:
+    measured at p = 0, 0.25, 0.5, 1 on one batch with the scale fixed, the scale term's weight
+    is 1, 0.854, 0.5, 0 - a constant weight or a linear decay fails."""
+    torch.manual_seed(0)
+    model = PCRLv2(pcrlv2_config("official", 3, width=0.125))
+    monkeypatch.setattr(model, "_draw_scale_index", lambda: 0)
+    data = {k: v for k, v in batch().items() if k != "target2"}
+    rest = {}
+    for p in (0.0, 0.25, 0.5, 1.0):
+        torch.manual_seed(1)
+        rest[p] = float(model(data, progress=p)["restoration"])
+    scale_term = rest[0.0] - rest[1.0]
+    assert scale_term > 1e-4  # the term is there at the start and gone at the end
+    for p, weight in ((0.25, 0.5 * (1 + np.cos(np.pi / 4))), (0.5, 0.5)):
+        assert rest[p] == pytest.approx(rest[1.0] + weight * scale_term, rel=1e-5, abs=1e-6)
