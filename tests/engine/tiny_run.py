@@ -26,8 +26,9 @@ class TinyRestorer(torch.nn.Module):
         return {"loss": loss}
 
 
-def build(epochs: int, seed: int = 0, method: str = "pcrlv2"):
-    """Method, dataset and config of the tiny run (``method``: "pcrlv2" or "restorer")."""
+def build(epochs: int, seed: int = 0, method: str = "pcrlv2", n_images: int = 4):
+    """Method, dataset and config of the tiny run (``method``: "pcrlv2" or "restorer";
+    ``n_images`` phantom CTs)."""
     gen = paper_view_generator(
         3,
         global_sizes=CropSizes(sizes=((24, 24, 24), (32, 32, 32))),
@@ -36,7 +37,7 @@ def build(epochs: int, seed: int = 0, method: str = "pcrlv2"):
         local_out=(8, 8, 8),
         n_locals=2,
     )
-    images = [phantom_ct((48, 48, 40), seed=i) for i in range(4)]
+    images = [phantom_ct((48, 48, 40), seed=i) for i in range(n_images)]
     torch.manual_seed(seed)  # the initial weights
     if method == "restorer":
         model = TinyRestorer()
