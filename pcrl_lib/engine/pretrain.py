@@ -290,7 +290,8 @@ def pretrain(
                 opt.step()
                 global_step += 1
                 values = _mean_over_processes(
-                    {k: v.detach().float() for k, v in terms.items() if v.dim() == 0}, distributed
+                    {k: v.detach().float().to(device) for k, v in terms.items() if v.dim() == 0},
+                    distributed,
                 )
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v

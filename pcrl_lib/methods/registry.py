@@ -7,6 +7,7 @@ key        method                                      dims   inputs
 =========  ==========================================  =====  =================================
 PCRLv2     :class:`pcrl_lib.methods.PCRLv2`            2, 3   the PCRLv2 view generator
 SimSiam    :class:`~pcrl_lib.methods.simsiam.SimSiam`  2, 3   two global views
+BYOL       :class:`~pcrl_lib.methods.byol.BYOL`        2, 3   two global views
 C2L        :class:`~pcrl_lib.methods.contrastive.C2L`  2, 3   two global views
 PCRLv1     :class:`~.contrastive.PCRLv1`               2, 3   :class:`~.inputs.PCRLv1Inputs`
 MG         :class:`~.restorers.ModelsGenesis`          2, 3   :class:`~.inputs.GenesisInputs`
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from pcrl_lib.methods.byol import BYOL
 from pcrl_lib.methods.contrastive import C2L, PCRLv1
 from pcrl_lib.methods.cpc import CPC3D
 from pcrl_lib.methods.inputs import GenesisInputs, PCRLv1Inputs, RubikInputs
@@ -57,6 +59,9 @@ METHODS: dict[str, MethodSpec] = {
     ),
     "SimSiam": MethodSpec(
         "SimSiam", (2, 3), lambda d, c, depth, width, **kw: SimSiam(d, c, depth, width, **kw)
+    ),
+    "BYOL": MethodSpec(
+        "BYOL", (2, 3), lambda d, c, depth, width, **kw: BYOL(d, c, depth, width, **kw)
     ),
     "C2L": MethodSpec(
         "C2L", (2, 3), lambda d, c, depth, width, **kw: C2L(d, c, depth, width, **kw)

@@ -1,0 +1,70 @@
+import math
+
+import pytest
+import torch
+
+from pcrl_lib.methods.byol import BYOL, byol_loss, target_momentum
+from pcrl_lib.models.downstream import Classifier, load_pretrained_encoder
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return BYOL(3, 1, depth=3, width=0.0625, hidden=32, dim=16, **kw)
+
+
+def views(seed=0, n=4):
+    g = torch.Generator().manual_seed(seed)
+    return {f"global{i}": torch.rand(n, 1, 16, 16, 16, generator=g) for i in (1, 2)}
+
+
+def test_loss_is_two_minus_twice_the_cosine():
+    p = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    z = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
+    assert float(byol_loss(p, z)) == pytest.approx((0.0 + 4.0) / 2)  # aligned, opposite
+    z = z.requires_grad_(True)
+    byol_loss(p.requires_grad_(True), z).backward()
+    assert z.grad is None  # the target gets no gradient
+
+
+def test_target_momentum_follows_byols_cosine_schedule():
+    assert target_momentum(0.996, 0.0) == pytest.approx(0.996)
+    assert target_momentum(0.996, 0.5) == pytest.approx(0.998)
+    assert target_momentum(0.996, 1.0) == pytest.approx(1.0)
+    assert target_momentum(0.99, 0.25) == pytest.approx(1 - 0.01 * (math.cos(math.pi / 4) + 1) / 2)
+    assert target_momentum(0.99, 0.7, "constant") == 0.99
+    with pytest.raises(ValueError, match="schedule"):
+        BYOL(3, 1, depth=3, width=0.0625, momentum_schedule="linear")
+
+
+def test_target_is_the_ema_of_the_online_network_and_gets_no_gradient():
+    model = tiny(momentum=0.9, momentum_schedule="constant")
+    key = next(k for k, v in model.encoder.state_dict().items() if v.dim() >= 2)
+    with torch.no_grad():  # make online and target differ
+        model.encoder.state_dict()[key].add_(1.0)
+    online = model.encoder.state_dict()[key].clone()
+    target = model.target_encoder.state_dict()[key].clone()
+    out = model(views())
+    out["loss"].backward()
+    after = model.target_encoder.state_dict()[key]
+    assert torch.allclose(after, 0.9 * target + 0.1 * online)
+    assert all(p.grad is None for p in model.target_encoder.parameters())
+    assert all(p.grad is None for p in model.target_projector.parameters())
+    assert any(p.grad is not None for p in model.encoder.parameters())
+    assert float(out["momentum"]) == pytest.approx(0.9)
+
+
+def test_loss_falls_on_a_tiny_batch_and_the_encoder_loads_downstream():
+    model = tiny(momentum=0.99)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    batch = views()
+    losses = []
+    for _ in range(30):
+        out = model(batch)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(float(out["loss"].detach()))
+    assert losses[-1] < losses[0] and 0 <= min(losses) <= 4
+    downstream = Classifier(3, 1, 2, depth=3, width=0.0625)
+    report = load_pretrained_encoder(downstream, {"model": model.state_dict()})
+    assert report.loaded and not any(k.startswith("target") for k in report.loaded)
