@@ -59,6 +59,21 @@ def check_labels(mask: np.ndarray, allowed: Iterable[int], where: str | os.PathL
     return mask
 
 
+def exclude_incomplete_case(
+    excluded: list[dict], case: str | os.PathLike, problem: str, allowed: bool
+) -> None:
+    """An incomplete case: an error naming it and ``problem`` - or, when ``allowed`` (the
+    preparers' ``exclude_incomplete`` option), an exclusion printed and appended to
+    ``excluded`` (which ``prepare.json`` lists). Never a silent skip."""
+    if not allowed:
+        raise FileNotFoundError(
+            f"{case}: {problem}; complete it, or pass exclude_incomplete=true to leave it out "
+            "(listed in prepare.json)"
+        )
+    print(f"excluded {case}: {problem}")
+    excluded.append({"case": str(case), "reason": problem})
+
+
 def require_columns(table: pd.DataFrame, columns: Iterable[str], where: str | os.PathLike) -> None:
     """Raise ``ValueError`` naming ``where`` and the missing columns (and those present)."""
     missing = [c for c in columns if c not in table.columns]

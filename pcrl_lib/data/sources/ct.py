@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 
 from pcrl_lib.data.plausibility import check_ct
-from pcrl_lib.data.prepared import PreparedWriter, check_labels, check_numeric, read_csv
+from pcrl_lib.data.prepared import (
+    PreparedWriter,
+    check_labels,
+    check_numeric,
+    exclude_incomplete_case,
+    read_csv,
+)
 from pcrl_lib.data.preprocess import (
     LITS_WINDOW,
     LUNA_WINDOW,
@@ -226,18 +232,12 @@ def prepare_lits(
     excluded = []
     for (folder, number), files in sorted(found.items(), key=lambda kv: (kv[0][1], str(kv[0][0]))):
         if len(files) < 2:
-            (kind, path), other = (
+            (_, path), other = (
                 next(iter(files.items())),
                 ({"volume", "segmentation"} - set(files)).pop(),
             )
-            reason = f"no matching {other}-{number}.nii in {folder}"
-            if not exclude_incomplete:
-                raise FileNotFoundError(
-                    f"{path}: {reason}; add it, or pass exclude_incomplete=true to leave the "
-                    "case out (listed in prepare.json)"
-                )
-            print(f"excluded {path}: {reason}")
-            excluded.append({"case": str(path), "reason": reason})
+            problem = f"no matching {other}-{number}.nii in {folder}"
+            exclude_incomplete_case(excluded, path, problem, exclude_incomplete)
             continue
         vol_path, seg_path = files["volume"], files["segmentation"]
         image, seg = read_nifti(vol_path), read_label_nifti(seg_path, LITS_LABELS)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pcrl_lib.data.plausibility import check_mri
-from pcrl_lib.data.prepared import PreparedWriter, check_labels
+from pcrl_lib.data.prepared import PreparedWriter, check_labels, exclude_incomplete_case
 from pcrl_lib.data.preprocess import normalise_brain
 from pcrl_lib.data.readers import check_aligned, read_label_nifti, read_nifti
 from pcrl_lib.data.splits import split_by_patient
@@ -69,14 +69,9 @@ def prepare_brats(
     for folder in subjects:
         missing = [m for m in names if not _modality_files(folder, m)]
         if missing:
-            reason = f"no {', '.join(f'*_{m}.nii(.gz)' for m in missing)}"
-            if not exclude_incomplete:
-                raise FileNotFoundError(
-                    f"{folder}: incomplete BraTS subject ({reason}); complete it, or pass "
-                    "exclude_incomplete=true to leave it out (listed in prepare.json)"
-                )
-            print(f"excluded {folder}: {reason}")
-            excluded.append({"case": str(folder), "reason": reason})
+            files = ", ".join(f"*_{m}.nii(.gz)" for m in missing)
+            problem = f"incomplete BraTS subject (no {files})"
+            exclude_incomplete_case(excluded, folder, problem, exclude_incomplete)
             continue
         paths = [_modality_file(folder, m) for m in MODALITIES]
         vols = [read_nifti(p) for p in paths]
