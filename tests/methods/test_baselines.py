@@ -237,6 +237,7 @@ def test_imagenet_weights_never_downloaded(tmp_path, monkeypatch):
 def test_registry_errors():
     assert set(METHODS) == {
         "PCRLv2",
+        "BYOL",
         "SimSiam",
         "C2L",
         "PCRLv1",
