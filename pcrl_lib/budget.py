@@ -47,6 +47,7 @@ from pcrl_lib.profiles import (
     finetune_settings,
     pretrain_settings,
 )
+from pcrl_lib.verdicts import DIFFERENCE_COLUMNS
 
 ROW_COLUMNS = (
     "method",
@@ -68,22 +69,7 @@ ROW_COLUMNS = (
     "pretrain_wall_s",
     "machine",
 )
-GAIN_COLUMNS = (
-    "method",
-    "source",
-    "task",
-    "steps",
-    "measure",
-    "reference",
-    "estimate",
-    "ci_low",
-    "ci_high",
-    "verdict",
-    "pretrain_seeds",
-    "label_draws",
-    "test_cases",
-    "mde",
-)
+GAIN_COLUMNS = ("method", "source", "task", "steps", "measure", "reference", *DIFFERENCE_COLUMNS)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pcrl_lib.grid import MAIN_TABLES, FinetuneRun, _map, output_dir, record_file, run_finetuning
+from pcrl_lib.verdicts import DIFFERENCE_COLUMNS
 from pcrl_lib.zoo import ZOO_DIR, read_manifest, zoo_checkpoint
 
 HEADLINE_TABLES = ("table4", "table5", "table8")
@@ -29,14 +30,7 @@ COLUMNS = (
     "method",
     "mean",
     "ts_mean",
-    "estimate",
-    "ci_low",
-    "ci_high",
-    "verdict",
-    "pretrain_seeds",
-    "label_draws",
-    "test_cases",
-    "mde",
+    *DIFFERENCE_COLUMNS,
     "zoo_steps",
 )
 

@@ -40,10 +40,8 @@ import pandas as pd
 from pcrl_lib.grid import ABLATIONS, MAIN_TABLES
 from pcrl_lib.metrics import weighted_auroc
 
-COLUMNS = (
-    "table",
-    "setting",
-    "check",
+# what every paired comparison reports (here, in the budget study and the headline table)
+DIFFERENCE_COLUMNS = (
     "estimate",
     "ci_low",
     "ci_high",
@@ -53,6 +51,7 @@ COLUMNS = (
     "test_cases",
     "mde",
 )
+COLUMNS = ("table", "setting", "check", *DIFFERENCE_COLUMNS)
 GAIN, LOSS, NONE, NOT_RUN = "gain", "loss", "no detectable gain", "not run"
 _Z_POWER = 1.959964 + 0.841621  # two-sided 5 % test, 80 % power
 
