@@ -16,9 +16,11 @@ def _disjoint_and_complete(data: PreparedDataset) -> None:
     assert len(ids) == len(set(ids)) == len(data.manifest)
 
 
-def test_luna_resamples_to_1mm_and_centres_candidates(tmp_path):
+def test_luna_resamples_to_1mm_and_centres_candidates(tmp_path, capsys):
     raw = fixtures.write_luna(tmp_path / "raw")
     volumes, candidates = prepare("luna", tmp_path / "out", raw=raw, crop=16)
+    # the candidate of a scan not downloaded is said, not hidden
+    assert "1 candidates of 1 scans not under" in capsys.readouterr().out
     vol = PreparedDataset(volumes)
     image = vol.load(vol.manifest.index[0])["image"]
     # 64 x 0.75 mm -> 48 voxels; 16 x 2.5 mm -> 40 voxels at 1 mm; HU window [-1000, 1000]

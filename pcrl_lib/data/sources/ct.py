@@ -136,6 +136,12 @@ def prepare_luna(
         "annotated_nodules": int(annotations["seriesuid"].isin(present).sum()),
         "candidates_of_absent_scans": int((~candidates["seriesuid"].isin(present)).sum()),
     }
+    if extra["candidates_of_absent_scans"]:  # e.g. subsets not downloaded: said, not hidden
+        absent = candidates.loc[~candidates["seriesuid"].isin(present), "seriesuid"].nunique()
+        print(
+            f"{raw / 'candidates_V2.csv'}: {extra['candidates_of_absent_scans']} candidates of "
+            f"{absent} scans not under {raw} left out (counted in prepare.json)"
+        )
     return writers.finish(seed, extra)
 
 
