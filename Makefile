@@ -13,11 +13,12 @@ PROFILE ?= demo
 DATA_ROOT ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv test lint reproduce lock clean-results
+.PHONY: help venv test lint reproduce mutation lock clean-results
 
 help:
 	@echo "make reproduce [PROFILE=demo|smoke|paper] [DATA_ROOT=DIR]  regenerate tables and figures"
 	@echo "make test                                                 ruff + pytest (incl. notebooks at smoke)"
+	@echo "make mutation                                             mutation testing of the core (slow; not in make test)"
 
 # (Re)install when the venv is missing or the lock / project metadata changed.
 $(STAMP): requirements.lock pyproject.toml
@@ -39,6 +40,13 @@ lint: $(STAMP)
 test: lint
 	@# pytest exits 5 when it collects nothing; that is not a failure of the code.
 	$(PY) -m pytest $(PYTEST_ARGS) || { rc=$$?; if [ $$rc -eq 5 ]; then echo 'no tests collected'; else exit $$rc; fi; }
+
+# Mutation testing of the core modules ([tool.mutmut] in pyproject.toml), then the score per
+# module against dev/mutation_equivalents.csv; fails when more than 10 % survive in a module.
+# One thread per mutant process: two processes of two threads each on two cores crawl.
+mutation: $(STAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children $$(nproc)
+	$(PY) dev/mutation_score.py
 
 reproduce: $(STAMP)
 	$(PY) -m pcrl_lib reproduce --profile $(PROFILE) $(if $(DATA_ROOT),--data-root $(DATA_ROOT),) --kernel $(KERNEL)

@@ -71,3 +71,50 @@ def test_dice_loss_extremes():
     assert dice_loss(1 - mask, mask).item() == pytest.approx(1.0, abs=1e-4)
     half = torch.full_like(mask, 0.5)  # 2*4 / (8 + 8) = 0.5
     assert dice_loss(half, mask).item() == pytest.approx(0.5, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("name", "loss"),
+    [
+        ("restoration_loss", restoration_loss),
+        ("negative_cosine", negative_cosine),
+        ("dice_loss", dice_loss),
+    ],
+)
+def test_shape_errors_name_the_loss(name, loss):
+    with pytest.raises(ValueError, match=rf"^{name}: shapes differ, got \(2, 3\) and \(2, 4\)$"):
+        loss(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_negative_cosine_refuses_feature_maps_by_name():
+    with pytest.raises(
+        ValueError, match=r"^negative_cosine expects \(B, D\) tensors, got \(1, 2, 3\)$"
+    ):
+        negative_cosine(torch.ones(1, 2, 3), torch.ones(1, 2, 3))
+
+
+def test_negative_cosine_compares_along_features_not_batch():
+    # along dim 1: rows are parallel (cos 1); along dim 0 the columns would give cos 0.6
+    p = torch.tensor([[1.0, 0.0], [2.0, 0.0]])
+    z = torch.tensor([[3.0, 0.0], [4.0, 0.0]])
+    assert negative_cosine(p, z).item() == pytest.approx(-1.0)
+
+
+def test_objective_message_is_exact():
+    with pytest.raises(ValueError, match=r"^pcrlv2_objective: every term is switched off$"):
+        pcrlv2_objective(None, None, None)
+
+
+def test_dice_loss_pools_batch_and_space_per_channel():
+    """Per channel over batch and space, then the mean over channels (hand-computed)."""
+    probs = torch.zeros(2, 2, 2)  # (B, C, S)
+    target = torch.zeros(2, 2, 2)
+    probs[:, 0], target[:, 0] = 1, 1  # channel 0: perfect -> dice 1
+    probs[0, 1] = 1  # channel 1: P = 2 voxels, T = 1 voxel, overlap 1 -> dice 2/3
+    target[0, 1, 0] = 1
+    assert dice_loss(probs, target, eps=0).item() == pytest.approx(1 - (1 + 2 / 3) / 2)
+    # eps = 1 in numerator and denominator: (2*1 + 1) / (3 + 1) and (8 + 1) / (8 + 1)
+    assert dice_loss(probs, target, eps=1).item() == pytest.approx(1 - (1 + 0.75) / 2)
+    # an empty channel predicted empty is perfect thanks to eps, not 0/0
+    empty = torch.zeros(1, 1, 3)
+    assert dice_loss(empty, empty).item() == pytest.approx(0.0)

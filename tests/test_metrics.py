@@ -131,3 +131,79 @@ def test_bootstrap_auroc_width_matches_delong():
     (ci,), _ = bootstrap_auroc(y[:, None], s[:, None], n_boot=4000, seed=5)
     assert (ci[1] - ci[0]) / 2 == pytest.approx(1.959964 * se, rel=0.08)
     assert ci[0] < wins.mean() < ci[1]
+
+
+def test_auroc_of_one_class_takes_vectors_and_column_scores():
+    y = np.array([0, 1, 1, 0])
+    s = np.array([0.1, 0.9, 0.3, 0.4])  # 3 of 4 pairs ordered
+    assert auroc_per_class(y, s)["0"] == pytest.approx(0.75)
+    assert auroc_per_class(y, s[:, None])["0"] == pytest.approx(0.75)
+
+
+def test_auroc_with_every_class_undefined_has_a_nan_mean_and_no_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = auroc_per_class(np.ones((3, 2)), np.zeros((3, 2)), ["a", "b"])
+    assert math.isnan(out["mean"]) and out["undefined"] == ["a", "b"]
+
+
+def test_metric_errors_say_which_function_and_what():
+    with pytest.raises(ValueError, match=r"^auroc_per_class: labels must be 0 or 1$"):
+        auroc_per_class(np.array([[2], [0]]), np.zeros((2, 1)))
+    with pytest.raises(ValueError, match=r"^auroc_per_class: scores contain NaN or Inf$"):
+        auroc_per_class(np.array([[1], [0]]), np.array([[np.inf], [0.0]]))
+    with pytest.raises(ValueError, match=r"^auroc_per_class: 2 names for 3 classes$"):
+        auroc_per_class(np.zeros((2, 3)), np.zeros((2, 3)), ["a", "b"])
+    with pytest.raises(ValueError, match=r"^bootstrap_ci: give at least one array$"):
+        bootstrap_ci(np.mean)
+    with pytest.raises(ValueError, match=r"^bootstrap_ci: arrays need the same number of cases$"):
+        bootstrap_ci(np.mean, np.zeros(2), np.zeros(3))
+
+
+def test_bootstrap_defaults_are_1000_resamples_and_seed_0():
+    x = np.random.default_rng(1).normal(size=20)
+    stat = lambda v: float(np.mean(v))  # noqa: E731
+    assert bootstrap_ci(stat, x) == bootstrap_ci(stat, x, n_boot=1000, alpha=0.05, seed=0)
+    assert bootstrap_ci(stat, x) != bootstrap_ci(stat, x, n_boot=1001)
+    assert bootstrap_ci(stat, x) != bootstrap_ci(stat, x, seed=1)
+
+
+def test_bootstrap_resamples_every_case():
+    # two cases 1 and 0: the resamples hold {1,1}, {1,0} or {0,0}, so the 95 % interval of
+    # the mean is [0, 1]; a resampler that never drew the first case would give [0, 0]
+    assert bootstrap_ci(lambda v: float(np.mean(v)), np.array([1.0, 0.0])) == (0.0, 1.0)
+
+
+def test_dice_counts_voxels_not_label_values():
+    # any non-zero label is foreground: |P| = 1, |T| = 2, overlap 1 -> 2/3 (not 2*3/(3+2))
+    assert dice(np.array([3, 0]), np.array([1, 1])) == pytest.approx(2 / 3)
+    assert dice(np.array([1, 0]), np.array([5, 5])) == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize(
+    ("scores", "counts"),
+    [((3, 2), np.ones((2, 3))), ((3, 1), np.ones(3)), ((3, 1), np.ones((2, 4)))],
+    ids=["scores", "counts-1d", "counts-n"],
+)
+def test_weighted_auroc_refuses_each_mismatch(scores, counts):
+    from pcrl_lib.metrics import weighted_auroc
+
+    with pytest.raises(ValueError, match=r"^weighted_auroc: labels \(3, 1\), scores"):
+        weighted_auroc(np.array([[0], [1], [1]]), np.zeros(scores), counts)
+
+
+def test_weighted_auroc_hand_values_one_pair_and_no_positive():
+    """Counts (1, 1, 0): one positive (0.9) against one negative (0.2) - AUROC 1; counts
+    (1, 0, 1): no positive - NaN, quietly (no warning)."""
+    import warnings
+
+    from pcrl_lib.metrics import weighted_auroc
+
+    y = np.array([[0], [1], [0]])
+    s = np.array([[0.2], [0.9], [0.5]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = weighted_auroc(y, s, np.array([[1, 1, 0], [1, 0, 1], [2, 1, 1]]))
+    assert out[0, 0] == 1.0 and math.isnan(out[1, 0]) and out[2, 0] == 1.0

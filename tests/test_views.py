@@ -155,3 +155,43 @@ def test_crop_resize_values_and_shape():
     half = crop_resize(image, Box((0, 0), (8, 8)), (4, 4))
     assert half.shape == (2, 4, 4)
     assert half[0, 0, 0].item() == pytest.approx(image[0, :2, :2].mean())
+
+
+def test_crop_resize_returns_float32_also_for_a_crop_of_the_output_size():
+    image = np.arange(2 * 4 * 6, dtype=np.int16).reshape(2, 4, 6)
+    out = crop_resize(image, Box((0, 0), (4, 6)), (4, 6))
+    assert out.dtype == torch.float32 and torch.equal(out, torch.from_numpy(image).float())
+    out[0, 0, 0] = -1  # a copy: the image is untouched
+    assert image[0, 0, 0] == 0
+
+
+def test_crop_resize_3d_is_trilinear_without_corner_alignment():
+    # a ramp along x of values 0..3 (voxel centres); halving with align_corners=False
+    # averages pairs: centres at 0.5 and 2.5
+    ramp = torch.arange(4.0).view(1, 4, 1, 1).expand(1, 4, 2, 2).contiguous()
+    out = crop_resize(ramp, Box((0, 0, 0), (4, 2, 2)), (2, 2, 2))
+    assert torch.allclose(out[0, :, 0, 0], torch.tensor([0.5, 2.5]))
+
+
+def test_crop_resize_names_the_expected_dims():
+    with pytest.raises(
+        ValueError, match=r"^crop_resize expects \(C, \*S\) with 3 spatial dims, got \(4, 6\)$"
+    ):
+        crop_resize(np.zeros((4, 6)), Box((0, 0), (4, 6)), (2, 2, 2))
+
+
+def test_box_contains_refuses_boxes_of_other_dimensions():
+    assert Box((0, 0), (4, 4)).contains(Box((1, 1), (2, 2)))
+    with pytest.raises(ValueError):
+        Box((0, 0), (4, 4)).contains(Box((0, 0, 0), (1, 1, 1)))
+
+
+def test_official_local_corner_stays_in_its_window():
+    from pcrl_lib.views import _official_local
+
+    rng = np.random.default_rng(0)
+    # a window of width one gives its only corner; an empty window gives its start
+    assert _official_local((10,), (2,), (3,), (4,), rng).start == (3,)
+    assert _official_local((10,), (2,), (3,), (3,), rng).start == (3,)
+    # a window reaching past the image is shifted back inside: corner <= n - size
+    assert _official_local((10,), (4,), (8,), (9,), rng).start == (6,)

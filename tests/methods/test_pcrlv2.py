@@ -213,3 +213,32 @@ def test_official_preset_weights_the_scale_term_by_the_cosine_of_progress(monkey
     assert scale_term > 1e-4  # the term is there at the start and gone at the end
     for p, weight in ((0.25, 0.5 * (1 + np.cos(np.pi / 4))), (0.5, 0.5)):
         assert rest[p] == pytest.approx(rest[1.0] + weight * scale_term, rel=1e-5, abs=1e-6)
+
+
+def test_cosine_weight_is_clamped_to_the_run():
+    assert cosine_weight(0.5) == pytest.approx(0.5)
+    assert cosine_weight(-1.0) == pytest.approx(1.0) and cosine_weight(1.5) == pytest.approx(0.0)
+    assert cosine_weight(2.0) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "none"])
+def test_full_resolution_head_applies_its_activation(activation):
+    torch.manual_seed(0)
+    model = PCRLv2(
+        pcrlv2_config("official", 3, width=0.125, depth=3, restore_activation=activation)
+    )
+    c = model.final_head.in_channels
+    features = 5 * torch.randn(1, c, 4, 4, 4)
+    raw = model.final_head(features)
+    out = model.final_head_out({1: features})
+    assert torch.equal(out, torch.sigmoid(raw) if activation == "sigmoid" else raw)
+
+
+def test_config_to_dict_is_json_ready_and_complete():
+    import dataclasses
+    import json
+
+    cfg = pcrlv2_config("official", 3)
+    d = cfg.to_dict()
+    assert d == dataclasses.asdict(cfg) and json.loads(json.dumps(d))["depth"] == cfg.depth
+    assert PCRLv2Config(**d) == cfg
