@@ -207,3 +207,22 @@ def test_weighted_auroc_hand_values_one_pair_and_no_positive():
         warnings.simplefilter("error")
         out = weighted_auroc(y, s, np.array([[1, 1, 0], [1, 0, 1], [2, 1, 1]]))
     assert out[0, 0] == 1.0 and math.isnan(out[1, 0]) and out[2, 0] == 1.0
+
+
+def test_an_interval_needs_at_least_half_of_the_resamples_defined():
+    from pcrl_lib.metrics import _percentile_interval
+
+    half = np.r_[np.arange(5.0), np.full(5, np.nan)]
+    assert _percentile_interval(half, 10, 0.5) == pytest.approx((1.0, 3.0))
+    assert all(math.isnan(v) for v in _percentile_interval(half[1:], 10, 0.5))  # 4 of 10
+
+
+def test_bootstrap_auroc_defaults_are_1000_resamples_and_seed_0():
+    from pcrl_lib.metrics import bootstrap_auroc
+
+    rng = np.random.default_rng(2)
+    y = (rng.random((30, 1)) < 0.5).astype(int)
+    s = rng.random((30, 1)) + 0.3 * y
+    assert bootstrap_auroc(y, s) == bootstrap_auroc(y, s, n_boot=1000, alpha=0.05, seed=0)
+    assert bootstrap_auroc(y, s) != bootstrap_auroc(y, s, n_boot=1001)
+    assert bootstrap_auroc(y, s) != bootstrap_auroc(y, s, seed=1)

@@ -57,14 +57,20 @@ def _run(tmp_path, n, batch, **cfg):
         (2, 2, [2], False),  # the smallest dataset: 2 images (batch norm)
     ],
 )
-def test_batches_of_one_epoch(tmp_path, n, batch, sizes, note):
-    method, _, log = _run(tmp_path, n, batch)
-    assert method.sizes == sizes
+def test_batches_of_two_epochs(tmp_path, n, batch, sizes, note):
+    method, _, log = _run(tmp_path, n, batch, epochs=2)
+    assert method.sizes == sizes * 2
     notes = [x for x in log if x["kind"] == "note"]
     assert notes == (
         [{"kind": "note", "text": "the final batch of one is dropped each epoch"}] if note else []
     )
-    assert [x["step"] for x in log if x["kind"] == "step"] == list(range(len(sizes)))
+    assert [x["step"] for x in log if x["kind"] == "step"] == list(range(len(sizes))) * 2
+
+
+def test_max_steps_counts_whole_batches_when_the_last_is_dropped(tmp_path):
+    # 5 images, batch 4: one batch of 4 per epoch (the 1 left is dropped): 2 steps, 2 epochs
+    method, summary, _ = _run(tmp_path, 5, 4, max_steps=2)
+    assert method.sizes == [4, 4] and summary["epochs_run"] == 2
 
 
 def test_max_steps_counts_short_batches_as_steps(tmp_path):
@@ -212,7 +218,7 @@ def test_progress_bar_names_the_epoch_and_its_length(tmp_path, monkeypatch):
     _run(tmp_path, 8, 4, epochs=2, progress_bar=True)
     assert seen == [(0, 2, 2), (1, 2, 2)]
     bar = real(iter([]), PretrainConfig(), 0, 3, 5)
-    assert bar.desc == "epoch 1/3" and bar.total == 5
+    assert bar.desc == "epoch 1/3" and bar.total == 5 and bar.leave is False
 
 
 def test_nan_message_names_the_last_good_checkpoint(tmp_path):
