@@ -195,3 +195,145 @@ def test_official_local_corner_stays_in_its_window():
     assert _official_local((10,), (2,), (3,), (3,), rng).start == (3,)
     # a window reaching past the image is shifted back inside: corner <= n - size
     assert _official_local((10,), (4,), (8,), (9,), rng).start == (6,)
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def test_crop_sizes_validation_messages_and_bounds():
+    with pytest.raises(ValueError, match=r"^CropSizes: give exactly one of sizes or scale$"):
+        CropSizes()
+    for bad in ((0.0, 0.5), (0.5, 1.5), (0.6, 0.5)):
+        with pytest.raises(ValueError, match=r"^CropSizes: scale must satisfy 0 < lo <= hi <= 1"):
+            CropSizes(scale=bad)
+    assert CropSizes(scale=(0.5, 0.5)).scale == (0.5, 0.5) and CropSizes(scale=(1.0, 1.0))
+
+
+def test_crop_sizes_by_scale_hand_values():
+    # 2D: area x scale, aspect ratio r: (sqrt(t r), sqrt(t / r))
+    assert CropSizes(scale=(0.25, 0.25), ratio=(1, 1)).sample((100, 100), _rng()) == (50, 50)
+    assert CropSizes(scale=(0.5, 0.5), ratio=(2, 2)).sample((10, 10), _rng()) == (10, 5)
+    # 3D: every side scaled by scale ** (1/3): 0.125 -> halves
+    assert CropSizes(scale=(0.125, 0.125)).sample((40, 40, 20), _rng()) == (20, 20, 10)
+    # one voxel is a crop; zero voxels is not: after 10 tries the whole image
+    assert CropSizes(scale=(0.25, 0.25), ratio=(1, 1)).sample((2, 2), _rng()) == (1, 1)
+    assert CropSizes(scale=(0.001, 0.001), ratio=(1, 1)).sample((4, 4), _rng()) == (4, 4)
+
+
+def test_crop_sizes_aspect_ratio_is_log_uniform_over_its_range():
+    sizes = CropSizes(scale=(0.2, 0.2), ratio=(0.5, 2.0))
+    rng = _rng(1)
+    ratios = [h / w for h, w in (sizes.sample((200, 200), rng) for _ in range(200))]
+    assert min(ratios) < 0.6 and max(ratios) > 1.7  # both ends of [0.5, 2]
+    assert 0.4 < np.mean(np.log(ratios) < 0) < 0.6  # log-uniform: half below 1
+    assert all(
+        abs(h * w - 8000) < 300 for h, w in (sizes.sample((200, 200), rng) for _ in range(20))
+    )
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda a, b: enclosing_box(a, b),
+        lambda a, b: iou(a, b),
+        lambda a, b: a.contains(b),
+    ],
+    ids=["enclosing_box", "iou", "contains"],
+)
+def test_box_functions_refuse_boxes_of_different_dimensions(call):
+    with pytest.raises(ValueError):
+        call(Box((0, 0), (4, 4)), Box((0, 0, 0), (2, 2, 2)))
+
+
+def _summary(vb):
+    box = vb.box and (vb.box.start, vb.box.size)
+    locals_ = tuple((b.start, b.size) for b in vb.locals)
+    return (vb.global1.start, vb.global1.size, vb.global2.start, vb.global2.size, box, locals_)
+
+
+def test_sample_boxes_draws_are_pinned():
+    """The committed studies' views depend on these exact draws (seed 3): a change of the
+    placement arithmetic (centring, clipping, margins) shows up here."""
+    shape = (160, 160, 128)
+    tissue = np.full((1, *shape), -500.0)
+    tissue[:, 40:120, 40:120] = 40
+    air = np.full((1, *shape), -500.0)
+    air[:, :16] = 40
+    cases = {
+        ("paper", "sub", 0): (
+            (4, 8, 15), (112, 112, 64), (4, 29, 13), (96, 96, 64), ((4, 8, 13), (112, 117, 66)),
+            (((19, 78, 50), (16, 16, 16)), ((15, 57, 36), (8, 8, 8))),
+        ),
+        ("official", "sub", 1): (
+            (4, 8, 15), (112, 112, 64), (4, 29, 13), (96, 96, 64), ((4, 8, 13), (112, 117, 66)),
+            (((19, 90, 62), (16, 16, 16)), ((14, 60, 38), (8, 8, 8))),
+        ),
+        ("paper", "multi", 0): (
+            (4, 8, 15), (112, 112, 64), (77, 84, 56), (64, 64, 32), None,
+            (((14, 50, 52), (8, 8, 8)), ((61, 34, 18), (32, 32, 16))),
+        ),
+    }  # fmt: skip
+    for (preset, mode, image), expected in cases.items():
+        cfg = paper_view_config(3, mode, preset, n_locals=2)
+        got = sample_boxes(shape, cfg, _rng(3), (tissue, air)[image])
+        assert _summary(got) == expected, (preset, mode)
+    got = sample_boxes((256, 256), paper_view_config(2, "sub", n_locals=2), _rng(3))
+    assert _summary(got) == (
+        (20, 72), (142, 166), (0, 14), (192, 242), ((0, 14), (192, 242)),
+        (((77, 120), (81, 98)), ((118, 107), (59, 62))),
+    )  # fmt: skip
+
+
+def test_paper_view_config_2d_settings_and_overrides():
+    cfg = paper_view_config(2, "multi", n_locals=3)
+    assert (cfg.mode, cfg.n_locals, cfg.background_value) == ("multi", 3, None)
+    assert (cfg.global_out, cfg.local_out) == ((224, 224), (96, 96))
+    assert (cfg.global_sizes.scale, cfg.local_sizes.scale) == ((0.3, 1.0), (0.05, 0.3))
+
+
+def test_view_errors_name_the_problem():
+    with pytest.raises(
+        ValueError, match=r"^preset must be one of \('paper', 'official'\), got 'x'$"
+    ):
+        paper_view_config(3, preset="x")
+    with pytest.raises(ValueError, match=r"^spatial_dims must be 2 or 3, got 4$"):
+        paper_view_config(4)
+    with pytest.raises(ValueError, match=r"^image has 2 spatial dims, views are 3D$"):
+        sample_boxes((64, 64), paper_view_config(3), _rng())
+    blank = np.full((1, 160, 160, 128), -1000.0)
+    with pytest.raises(
+        ValueError,
+        match=r"no global crop with .* in 100 tries: the image does not have enough of what the crop filter keeps$",
+    ):
+        sample_boxes(blank.shape[1:], paper_view_config(3), _rng(), blank)
+    far = replace(paper_view_config(3), min_iou=0.99, max_tries=5)
+    with pytest.raises(
+        ValueError,
+        match=r"^no pair of global crops with IoU >= 0.99 in 5 tries \(image shape \(160, 160, 128\)\); lower min_iou or use closer crop sizes$",
+    ):
+        sample_boxes((160, 160, 128), far, _rng())
+
+
+def test_crop_filter_rules_hand_values():
+    from pcrl_lib.views import _is_background, _max_iou
+
+    cfg = paper_view_config(3)  # tissue: redraw when > 85 % below -150
+    box = Box((0, 0, 0), (4, 4, 4))  # read every second voxel: 2 x 2 x 2 = 8 samples
+    at = np.full((1, 4, 4, 4), cfg.background_value)
+    assert not _is_background(at, box, cfg)  # at the value is not below it
+    grid = np.full((1, 4, 4, 4), 40.0)
+    grid[:, ::2, ::2, ::2] = -1000  # exactly the voxels read: all below
+    assert _is_background(grid, box, cfg)
+    seven = np.full((1, 4, 4, 4), 40.0)
+    seven[:, ::2, ::2, ::2] = -1000
+    seven[:, 0, 0, 0] = 40  # 7 of 8 read voxels below: 0.875 > 0.85
+    assert _is_background(seven, box, cfg)
+    exact = np.full((1, 20, 2, 2), -1000.0)  # 10 x 1 x 1 voxels read
+    exact[:, [0, 2, 4]] = 40  # 3 of 10 read voxels above: 0.7 below, not more than 0.7
+    assert not _is_background(
+        exact, Box((0, 0, 0), (20, 2, 2)), replace(cfg, background_fraction=0.7)
+    )
+    assert not _is_background(grid, box, replace(cfg, background_value=None))
+    # the largest IoU of sizes (4, 4) and (2, 2): 4 / (16 + 4 - 4)
+    assert _max_iou((4, 4), (2, 2)) == pytest.approx(0.25)
