@@ -222,19 +222,27 @@ def cells_html(table: str, values: pd.DataFrame, spread: pd.DataFrame) -> str:
 
 
 def verdicts_html(verdicts: pd.DataFrame) -> str:
-    """The verdicts table, each row coloured by its verdict (no JavaScript)."""
+    """The verdicts table, each row coloured by its verdict (no JavaScript); the checks not
+    run at this profile follow in one sentence, counted per table, not as empty rows."""
     cols = [
         c
         for c in ("table", "setting", "check", "estimate", "ci_low", "ci_high", "verdict", "mde")
         if c in verdicts.columns
     ]
+    not_run = verdicts["verdict"].astype(str).eq("not run")
     head = "".join(f"<th>{c}</th>" for c in cols)
     rows = []
-    for _, r in verdicts.iterrows():
+    for _, r in verdicts[~not_run].iterrows():
         colour = VERDICT_COLOURS.get(str(r.get("verdict")), "#ffffff")
         cells = "".join(f"<td>{'' if pd.isna(r[c]) else html.escape(str(r[c]))}</td>" for c in cols)
         rows.append(f'<tr style="background:{colour}">{cells}</tr>')
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+    out = f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+    if not_run.any():
+        counts = verdicts[not_run].groupby("table", sort=False).size()
+        listed = ", ".join(f"{html.escape(str(t))} ({n})" for t, n in counts.items())
+        n = int(not_run.sum())
+        out += f"<p>Not run at this profile: {n} check{'s' if n != 1 else ''} - {listed}.</p>"
+    return out
 
 
 def run_summary(profile: str, records: list[dict], pretrain_wall_s: list[float]) -> str:

@@ -101,7 +101,8 @@ def test_verdict_rows_are_coloured_and_orderings_counted():
          {"table": "t", "setting": "s", "check": "d", "estimate": None, "verdict": "not run"}]
     )  # fmt: skip
     page = verdicts_html(verdicts)
-    assert VERDICT_COLOURS["gain"] in page and page.count("<tr") == 3
+    assert VERDICT_COLOURS["gain"] in page and page.count("<tr") == 2  # header + the run check
+    assert "Not run at this profile: 1 check - t (1)." in page
     checks = pd.DataFrame(
         [{"check": "A > B", "setting": "x", "holds": True, "detail": "2 vs 1"},
          {"check": "A > B", "setting": "y", "holds": None, "detail": "not run"}]
