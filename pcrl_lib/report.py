@@ -13,7 +13,7 @@ import pandas as pd
 
 from pcrl_lib.grid import MAIN_TABLES
 from pcrl_lib.io import write_text_atomic
-from pcrl_lib.tables import Query, cell_query, cell_values
+from pcrl_lib.tables import NOT_RUN, Query, cell_query, cell_values
 
 
 def _number(text) -> float | None:
@@ -204,11 +204,15 @@ def figure_tag(fig, width: int = 1000) -> str:
 
 def cells_html(table: str, values: pd.DataFrame, spread: pd.DataFrame) -> str:
     """A regenerated table as HTML: row keys once, each cell's mean with its standard error
-    and, smaller, the runs' sd and count."""
-    numeric = set(_numeric_columns(table, values))
+    and, smaller, the runs' sd and count. Rows with no cell run at this profile are left out
+    and counted in a sentence below (the paper's table, printed next, has them all)."""
+    numeric = list(_numeric_columns(table, values))
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in values.columns)
+    empty = values[numeric].astype(str).eq(NOT_RUN).all(axis=1) if numeric else values.index < 0
     rows = []
     for i in range(len(values)):
+        if empty.iloc[i]:
+            continue
         cells = []
         for c in values.columns:
             v = html.escape(str(values.at[i, c]))
@@ -218,7 +222,11 @@ def cells_html(table: str, values: pd.DataFrame, spread: pd.DataFrame) -> str:
                 v += f" {html.escape(se)} <small>{html.escape(rest)}</small>"
             cells.append(f"<td>{v}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+    out = f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+    n = int(empty.sum())
+    if n:
+        out += f"<p>{n} row{'s' if n != 1 else ''} not run at this profile (not shown).</p>"
+    return out
 
 
 def verdicts_html(verdicts: pd.DataFrame) -> str:

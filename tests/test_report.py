@@ -77,6 +77,9 @@ def test_table_html_shows_text_once_and_cells_with_their_error():
     # SE = sqrt(mean(se_test^2) + var_runs / n) = sqrt((4 / 3.92)^2 + 8 / 2) = 2.245 -> "±2.2"
     assert parse_se(ts) == pytest.approx(2.2) and "n=2" in ts
     assert parse_se("not run") is None
+    # the six methods without a run are not printed as rows of "not run"; they are counted
+    page = cells_html(name, ours, spread)
+    assert page.count("<tr>") == 2 and "6 rows not run at this profile (not shown)." in page
 
 
 def test_comparison_figure_has_a_panel_per_column_and_both_markers():
