@@ -337,3 +337,25 @@ def test_crop_filter_rules_hand_values():
     assert not _is_background(grid, box, replace(cfg, background_value=None))
     # the largest IoU of sizes (4, 4) and (2, 2): 4 / (16 + 4 - 4)
     assert _max_iou((4, 4), (2, 2)) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"background_keep": "lung"}, "background_keep must be 'tissue' or 'air', got 'lung'"),
+        ({"local_placement": "x"}, "local_placement must be 'inside' or 'official', got 'x'"),
+        ({"local_out": (8, 8)}, "global_out and local_out need the same dimensionality"),
+        ({"min_iou": 1.0}, "min_iou must be in [0, 1), got 1.0"),
+        ({"min_iou": -0.1}, "min_iou must be in [0, 1), got -0.1"),
+        ({"n_locals": -1}, "n_locals must be >= 0, got -1"),
+    ],
+)
+def test_view_config_refuses_each_bad_field_by_name(changes, message):
+    import re
+
+    with pytest.raises(ValueError, match="^" + re.escape(f"ViewConfig: {message}") + "$"):
+        replace(paper_view_config(3), **changes)
+
+
+def test_view_config_accepts_the_bounds():
+    assert replace(paper_view_config(3), min_iou=0.0, n_locals=0).n_locals == 0
