@@ -217,3 +217,44 @@ def test_pretrain_budget_runs_a_part_of_the_plan_and_writes_its_tables(tmp_path)
         capture_output=True, text=True,
     )  # fmt: skip
     assert bad.returncode == 2 and "not in the plan" in bad.stderr
+
+
+def _side_by_side():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("side_by_side", BENCH / "side_by_side.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_side_by_side_ratios_are_medians_over_rounds():
+    s = _side_by_side()
+    ours = [{"median_s": 4.0, "peak_rss_mb": 2000.0}, {"median_s": 6.0, "peak_rss_mb": 2200.0}]
+    released = [
+        {"median_s": 16.0, "peak_rss_mb": 5000.0},
+        {"median_s": 18.0, "peak_rss_mb": 5000.0},
+    ]
+    out = s.summarize(ours, released)
+    assert (out["ours_s"], out["released_s"], out["speedup"]) == (5.0, 17.0, 3.4)
+    assert (out["ours_peak_mb"], out["memory_ratio"]) == (2100.0, 0.42)
+    assert s.last_json('noise\n{"a": 1}\nnot json\n', "x") == {"a": 1}
+    with pytest.raises(ValueError, match="^prog printed no JSON line$"):
+        s.last_json("step 1: 2.0 s\n", "prog")
+
+
+def test_side_by_side_runs_both_sides_and_refuses_a_missing_folder(tmp_path, capsys):
+    fake = tmp_path / "released"
+    fake.mkdir()
+    (fake / "time_official.py").write_text(
+        'import json; print("step 0: 1 s"); print(json.dumps({"median_s": 2.0, "peak_rss_mb": 900.0}))\n'
+    )
+    tiny = "--dim 3 --batch 2 --width 0.125 --locals 1 --warmup 0 --dtype fp32"
+    s = _side_by_side()
+    code = s.main(["--official", str(fake), "--rounds", "1", "--steps", "1", "--ours-args", tiny])
+    assert code == 0
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rec["released_s"] == 2.0 and rec["speedup"] == round(2.0 / rec["ours_s"], 2)
+    assert rec["rounds"] == 1 and rec["ours_peak_mb"] > 0
+    assert s.main(["--official", str(tmp_path / "none")]) == 2
+    assert "no released timing script" in capsys.readouterr().err
