@@ -17,8 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-CAUGHT = {1: "killed", 3: "killed", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout"}
-SURVIVED = {0: "survived", 5: "no tests", 33: "no tests"}
+from mutmut.stats import status_by_exit_code
+
+# mutmut's own reading of its exit codes (killed, timeout, survived, no tests, ...)
+CAUGHT = {"killed", "timeout"}
+SURVIVED = {"survived", "no tests"}
 EQUIVALENTS = Path(__file__).with_name("mutation_equivalents.csv")
 
 
@@ -49,9 +52,9 @@ def module_scores(mutants: Path, equivalents: dict[str, str]) -> dict[str, dict]
         for name, code in sorted(codes.items()):
             if name in equivalents:
                 counts["equivalent"] += 1
-            elif code in CAUGHT:
+            elif status_by_exit_code[code] in CAUGHT:
                 counts["caught"] += 1
-            elif code in SURVIVED:
+            elif status_by_exit_code[code] in SURVIVED:
                 counts["survived"] += 1
                 survivors.append(name)
             else:  # not checked, skipped, suspicious, segfault

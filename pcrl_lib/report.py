@@ -208,7 +208,11 @@ def cells_html(table: str, values: pd.DataFrame, spread: pd.DataFrame) -> str:
     and counted in a sentence below (the paper's table, printed next, has them all)."""
     numeric = list(_numeric_columns(table, values))
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in values.columns)
-    empty = values[numeric].astype(str).eq(NOT_RUN).all(axis=1) if numeric else values.index < 0
+    empty = (
+        values[numeric].astype(str).eq(NOT_RUN).all(axis=1)
+        if numeric
+        else pd.Series(False, index=values.index)
+    )
     rows = []
     for i in range(len(values)):
         if empty.iloc[i]:
