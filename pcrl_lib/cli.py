@@ -339,10 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
             "The runs behind Tables I-VIII at a profile (pcrl_lib/grid.py). --list shows each "
             "pre-training run and whether it is done, and how many fine-tuning records exist. "
             "--pretrain NAME runs one pre-training run where notebook 02 looks for it, so the "
-            "notebooks then skip it: on several GPUs, start it with torchrun."
+            "notebooks then skip it: on several GPUs, start it with torchrun. --check runs every "
+            "run's training step twice at the profile's shapes and batch sizes on this device "
+            "(gradient accumulation past --max-batch or the device's memory) and extrapolates "
+            "the grid's device-hours (pcrl_lib/paper_check.py); it writes "
+            "<results>/<profile>/paper_check.json."
         ),
         epilog=(
             "examples:\n  python -m pcrl_lib grid --profile demo --list\n"
+            "  python -m pcrl_lib grid --profile paper --check              # on a GPU\n"
+            "  python -m pcrl_lib grid --profile paper --check --max-batch 2 --dtype bf16  # CPU\n"
             "  torchrun --nproc_per_node 8 -m pcrl_lib grid --profile paper --pretrain luna_PCRLv2"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -352,6 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     what = grid.add_mutually_exclusive_group(required=True)
     what.add_argument("--list", action="store_true", help="the runs and their state")
     what.add_argument("--pretrain", metavar="NAME", help="one pre-training run, e.g. luna_PCRLv2")
+    what.add_argument("--check", action="store_true", help="two steps of every run's workload")
+    grid.add_argument("--max-batch", type=int, default=None, help="--check: micro-batch cap")
+    grid.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="--check")
+    grid.add_argument("--only", nargs="+", default=None, help="--check: these workloads")
+    grid.add_argument("--results", default=None, help="--check: default $PCRL_RESULTS")
     grid.set_defaults(func=_grid)
 
     zoo = sub.add_parser(
@@ -407,6 +418,8 @@ def _grid(args: argparse.Namespace) -> int:
     from pcrl_lib.engine.distributed import init_from_env
     from pcrl_lib.profiles import ensure_data
 
+    if args.check:
+        return _paper_check(args)
     runs = grid.pretrain_runs(args.profile)
     if args.list:
         for run in runs:
@@ -429,6 +442,36 @@ def _grid(args: argparse.Namespace) -> int:
     probe_task = grid.MAIN_TABLES[grid.PROBE_TABLES[run.source]].task  # the run's probe
     folders = ensure_data(args.profile, args.data_root, roles=tuple({run.source, probe_task}))
     print(grid.pretrain_one(args.profile, run, folders, None))
+    return 0
+
+
+def _paper_check(args: argparse.Namespace) -> int:
+    import json
+
+    from pcrl_lib import paper_check
+    from pcrl_lib.engine.experiment import default_device
+    from pcrl_lib.grid import output_dir
+    from pcrl_lib.io import write_json_atomic
+
+    if args.max_batch is not None and args.max_batch < 1:
+        raise ValueError(f"--max-batch must be >= 1, got {args.max_batch}")
+    if args.profile != "paper":
+        raise ValueError("--check measures the paper grid's shapes: run it with --profile paper")
+    header = f"{'workload':30s} {'runs':>5s} {'batch':>6s} {'micro':>6s} {'step s':>9s} {'peak MB':>9s} {'h/run':>9s} {'h total':>10s}"
+    print(header)
+
+    def show(r: dict) -> None:
+        print(
+            f"{r['name']:30s} {r['runs']:5d} {r['batch']:6d} {r['micro_batch']:6d} "
+            f"{r['step_s']:9.3f} {r['peak_mb']:9.0f} {r['run_hours']:9.2f} {r['total_hours']:10.1f}",
+            flush=True,
+        )
+
+    result = paper_check.check(default_device(), args.max_batch, args.dtype, args.only, report=show)
+    path = output_dir(args.profile, args.results) / "paper_check.json"
+    write_json_atomic(path, result)
+    summary = {k: v for k, v in result.items() if k != "rows"}
+    print(json.dumps({**summary, "written": str(path)}))
     return 0
 
 

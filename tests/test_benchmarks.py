@@ -258,3 +258,45 @@ def test_side_by_side_runs_both_sides_and_refuses_a_missing_folder(tmp_path, cap
     assert rec["rounds"] == 1 and rec["ours_peak_mb"] > 0
     assert s.main(["--official", str(tmp_path / "none")]) == 2
     assert "no released timing script" in capsys.readouterr().err
+
+
+def test_peak_flops_are_known_for_the_listed_gpus_only():
+    sys.path.insert(0, str(BENCH))
+    from gpu_check import peak_flops
+
+    assert peak_flops("NVIDIA H200") == {"bf16": 989e12, "fp32": 494e12}
+    assert peak_flops("NVIDIA A100-SXM4-80GB")["bf16"] == 312e12
+    assert peak_flops("AMD EPYC, 2 threads, torch 2.14.1") is None
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_runs_every_section_on_the_cpu(tmp_path):
+    """``benchmarks/gpu_check.sh --dry-run``: every section at tiny shapes, none failing."""
+    out = tmp_path / "gpu_check.json"
+    done = subprocess.run(
+        ["bash", str(BENCH / "gpu_check.sh"), "--dry-run", "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert json.loads(done.stdout.strip().splitlines()[-1])["written"] == str(out)
+    sections = ("device", "paper_check", "steps", "data", "pretrain_resume", "ddp")
+    assert set(result["section_s"]) == set(sections)
+    for name in sections:
+        assert "error" not in result[name] and "skipped" not in result[name], result[name]
+    steps = result["steps"]
+    assert [(s["dims"], s["dtype"], s["compile"]) for s in steps] == [
+        (3, "fp32", False), (3, "bf16", False), (3, "bf16", True),
+        (2, "fp32", False), (2, "bf16", False), (2, "bf16", True),
+    ]  # fmt: skip
+    for s in steps:
+        assert "error" not in s, s
+        assert s["samples_per_s"] > 0 and s["flops_per_step"] > 0
+    # the FLOPs of a step do not depend on precision or compilation
+    assert len({s["flops_per_step"] for s in steps if s["dims"] == 3}) == 1
+    assert [r["name"] for r in result["paper_check"]["rows"]] == ["nih_MG", "finetune_luna"]
+    assert [r["workers"] for r in result["data"]["loaders"]] == [0, 2]
+    resume = result["pretrain_resume"]
+    assert (resume["steps"], resume["resumed_at"], resume["finite"]) == (4, 2, True)
+    assert result["ddp"]["processes"] == 2 and result["ddp"]["ranks_identical"] is True

@@ -31,7 +31,13 @@ from pcrl_lib.io import atomic_path, code_version, write_json_atomic
 from pcrl_lib.losses import dice_loss
 from pcrl_lib.metrics import auroc_per_class, bootstrap_auroc, bootstrap_ci, dice
 from pcrl_lib.models.layers import batch_norms
-from pcrl_lib.perf import autocast_context, mixed_input, mixed_model
+from pcrl_lib.perf import (
+    autocast_context,
+    loader_options,
+    mixed_input,
+    mixed_model,
+    prepare_device,
+)
 
 TASKS = ("classification", "segmentation")
 
@@ -74,7 +80,7 @@ def evaluate(
     and mean (per case, then averaged over cases; the per-case values are returned under
     ``"per_case"`` for bootstrap intervals)."""
     model.eval()
-    device = torch.device(cfg.device)
+    device = prepare_device(cfg.device)
     mixed_model(model, cfg.dtype)
     per_forward = cfg.eval_batch_size or cfg.batch_size  # eval mode: samples are independent
     if cfg.task == "classification":
@@ -134,7 +140,7 @@ def finetune(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(cfg.device)
+    device = prepare_device(cfg.device)
     torch.manual_seed(cfg.seed)
     mixed_model(model.to(device), cfg.dtype)
     opt = make_optimizer(model, cfg, cfg.optimizer)
@@ -152,13 +158,14 @@ def finetune(
                 drop_last=len(train) > cfg.batch_size,  # no batch of one for batch norm
                 generator=order,
                 num_workers=cfg.num_workers,
+                **loader_options(device),
             )
             model.train()
             losses = []
             for batch in loader:
                 with autocast_context(cfg.dtype, device.type):
                     logits = model(mixed_input(batch["image"], cfg.dtype, device))
-                loss = task_loss(cfg.task, logits, batch[target_key].to(device))
+                loss = task_loss(cfg.task, logits, batch[target_key].to(device, non_blocking=True))
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"fine-tuning loss is {loss.item()} at epoch {epoch}")
                 opt.zero_grad(set_to_none=True)
@@ -205,7 +212,7 @@ def recalibrate_batch_norm(model: nn.Module, dataset: Dataset, cfg: FinetuneConf
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the pass
-    device = torch.device(cfg.device)
+    device = prepare_device(cfg.device)
     loader = DataLoader(
         dataset,
         batch_size=cfg.batch_size,

@@ -19,7 +19,9 @@ Distributed: launched with ``torchrun`` and a process group initialised
 (:func:`pcrl_lib.engine.distributed.init_from_env`), the same loop runs DistributedDataParallel
 with a DistributedSampler; ``batch_size`` is the global batch, split over the processes,
 and every process sees the global batches a single process would. Batch-norm statistics
-are per process unless the method was converted to ``nn.SyncBatchNorm`` (GPUs only).
+are per process unless ``sync_bn`` is set (``nn.SyncBatchNorm``, GPUs only). On a GPU,
+:func:`pcrl_lib.perf.prepare_device` switches on ``cudnn.benchmark`` and batches come from
+pinned memory with non-blocking copies.
 Process 0 writes the log and the checkpoints. A NaN or Inf loss stops the run with an error naming the step; the last
 checkpoint, written before it, is kept.
 """
@@ -42,9 +44,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from pcrl_lib.engine.common import TrainConfig, cosine_lr, make_optimizer, set_lr
+from pcrl_lib.engine.distributed import sync_batchnorm
 from pcrl_lib.engine.drift import kernel_weights, summarize_drift, weight_drift
 from pcrl_lib.io import atomic_path
-from pcrl_lib.perf import autocast_context, mixed_input, mixed_model
+from pcrl_lib.perf import (
+    autocast_context,
+    loader_options,
+    mixed_input,
+    mixed_model,
+    prepare_device,
+)
 
 SCHEDULES = ("cosine", "constant")
 
@@ -63,7 +72,9 @@ class PretrainConfig(TrainConfig):
     :func:`pretrain` again with a larger ``max_steps`` (it goes on from the step it stopped
     at, to the same weights as an uninterrupted run). ``snapshot_steps``: after each of these
     global steps (0: before the first) the encoder is saved as ``step_<n>.pt`` - steps past
-    ``max_steps`` are taken when an extension reaches them."""
+    ``max_steps`` are taken when an extension reaches them. ``sync_bn``: under
+    DistributedDataParallel, batch-norm statistics over every process's samples
+    (``nn.SyncBatchNorm``; the GPU backend) instead of each process's own."""
 
     progress_bar: bool = True
     optimizer: str = "sgd"
@@ -71,6 +82,7 @@ class PretrainConfig(TrainConfig):
     schedule: str = "cosine"
     max_steps: int | None = None
     snapshot_steps: tuple[int, ...] = ()
+    sync_bn: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -193,12 +205,14 @@ def pretrain(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "last.pt"
-    device = torch.device(cfg.device)
+    device = prepare_device(cfg.device)
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
     torch.manual_seed(cfg.seed)  # the same draws (scales) in every process
+    if distributed and cfg.sync_bn:
+        method = sync_batchnorm(method)
     mixed_model(method.to(device), cfg.dtype)  # channels-last under bf16 / fp16
     # heads of the scales not drawn in a step get no gradient: find_unused_parameters
     model = DistributedDataParallel(method, find_unused_parameters=True) if distributed else method
@@ -254,6 +268,7 @@ def pretrain(
                 sampler=order,
                 num_workers=cfg.num_workers,
                 drop_last=drop_last,
+                **loader_options(device),
             )
             # creating the iterator draws the loader's base seed from torch's generator: a
             # state saved at an epoch's end goes in before that draw, one saved inside an
