@@ -14,14 +14,16 @@ what it does with them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pcrl_lib.augment import corrupt
 from pcrl_lib.methods.corruptions import CORRUPTIONS, GenesisConfig, genesis_pair, one_corruption
 from pcrl_lib.pipeline import Intensity, ViewGenerator, paper_view_generator
+from pcrl_lib.views import crop_resize, sample_boxes
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -196,3 +198,41 @@ class VisualWordInputs:
             "target": torch.from_numpy(clean),
             "label": torch.tensor(item["word"]),
         }
+
+
+@dataclass(frozen=True)
+class PGLInputs:
+    """PGL's two views with the transformations that made them (:mod:`pcrl_lib.methods.pgl`):
+    ``{"global1", "global2"}`` ``(C, *out)``, ``{"box1", "box2"}`` ``(2, d)`` (crop start
+    and size in image voxels) and ``{"flip1", "flip2"}`` ``(d,)`` (1: flipped along that
+    axis).
+
+    The crops are the base generator's sub-crop pair (sizes from its global crop sizes, IoU
+    at least its ``min_iou``, so they always share a region), each resized to
+    ``global_out`` - different positions and scales; then each view is flipped along each
+    axis with probability ``flip_p``, mapped to [0, 1] and given the appearance
+    augmentations of the local views (blur, noise, gamma: no further geometry, so the boxes
+    and flips say exactly where every voxel came from)."""
+
+    base: ViewGenerator = field(default_factory=lambda: paper_view_generator(3, "none"))
+    flip_p: float = 0.5
+
+    def __call__(self, image: np.ndarray, seed: int) -> dict[str, torch.Tensor]:
+        views = replace(self.base.views, mode="sub", n_locals=0)
+        rng = _rng(seed, 5)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        img = torch.as_tensor(image)
+        boxes = sample_boxes(img.shape[1:], views, rng, image=img.numpy())
+        out, crops = {}, []
+        for i, box in enumerate((boxes.global1, boxes.global2), start=1):
+            x = self.base.intensity(crop_resize(img.numpy(), box, views.global_out))
+            flips = rng.random(views.spatial_dims) < self.flip_p
+            axes = [a + 1 for a in range(views.spatial_dims) if flips[a]]
+            crops.append(torch.flip(x, axes) if axes else x)
+            out[f"box{i}"] = torch.tensor([box.start, box.size], dtype=torch.float32)
+            out[f"flip{i}"] = torch.as_tensor(flips, dtype=torch.float32)
+        augmented = corrupt(
+            torch.stack(crops), self.base.augment, self.base.augment.local_view_ops, gen
+        )
+        out["global1"], out["global2"] = augmented[0], augmented[1]
+        return out

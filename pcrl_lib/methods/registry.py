@@ -8,6 +8,7 @@ key        method                                      dims   inputs
 PCRLv2     :class:`pcrl_lib.methods.PCRLv2`            2, 3   the PCRLv2 view generator
 SimSiam    :class:`~pcrl_lib.methods.simsiam.SimSiam`  2, 3   two global views
 BYOL       :class:`~pcrl_lib.methods.byol.BYOL`        2, 3   two global views
+PGL        :class:`~pcrl_lib.methods.pgl.PGL`          2, 3   :class:`~.inputs.PGLInputs`
 C2L        :class:`~pcrl_lib.methods.contrastive.C2L`  2, 3   two global views
 PCRLv1     :class:`~.contrastive.PCRLv1`               2, 3   :class:`~.inputs.PCRLv1Inputs`
 MG         :class:`~.restorers.ModelsGenesis`          2, 3   :class:`~.inputs.GenesisInputs`
@@ -27,8 +28,9 @@ from torch import nn
 from pcrl_lib.methods.byol import BYOL
 from pcrl_lib.methods.contrastive import C2L, PCRLv1
 from pcrl_lib.methods.cpc import CPC3D
-from pcrl_lib.methods.inputs import GenesisInputs, PCRLv1Inputs, RubikInputs
+from pcrl_lib.methods.inputs import GenesisInputs, PCRLv1Inputs, PGLInputs, RubikInputs
 from pcrl_lib.methods.pcrlv2 import PCRLv2, pcrlv2_config
+from pcrl_lib.methods.pgl import PGL
 from pcrl_lib.methods.restorers import ModelsGenesis, RubikCubePP, TransVW
 from pcrl_lib.methods.simsiam import SimSiam
 from pcrl_lib.pipeline import ViewGenerator
@@ -62,6 +64,12 @@ METHODS: dict[str, MethodSpec] = {
     ),
     "BYOL": MethodSpec(
         "BYOL", (2, 3), lambda d, c, depth, width, **kw: BYOL(d, c, depth, width, **kw)
+    ),
+    "PGL": MethodSpec(
+        "PGL",
+        (2, 3),
+        lambda d, c, depth, width, **kw: PGL(d, c, depth, width, **kw),
+        lambda b: PGLInputs(b),
     ),
     "C2L": MethodSpec(
         "C2L", (2, 3), lambda d, c, depth, width, **kw: C2L(d, c, depth, width, **kw)

@@ -238,6 +238,7 @@ def test_registry_errors():
     assert set(METHODS) == {
         "PCRLv2",
         "BYOL",
+        "PGL",
         "SimSiam",
         "C2L",
         "PCRLv1",
