@@ -61,6 +61,20 @@ def pretraining_images(
     return [partial(_load_raw, data, i, channels) for i in ids]
 
 
+def _load_located(data: PreparedDataset, case_id: str, channels: int | None) -> dict:
+    arrays = data.load(case_id)
+    return {"image": _load_raw(data, case_id, channels), "frame": arrays.get("frame")}
+
+
+def located_images(
+    data: PreparedDataset, ids: Sequence[str], channels: int | None = None
+) -> list[Callable[[], dict]]:
+    """As :func:`pretraining_images`, each loader returning ``{"image", "frame"}``: the
+    case's location frame as preparation recorded it (:mod:`pcrl_lib.data.location`;
+    ``None`` where it recorded none - the method then uses the image's own extent)."""
+    return [partial(_load_located, data, i, channels) for i in ids]
+
+
 HU_WINDOW = (-1000.0, 1000.0)  # the paper's pre-training window for CT (Sec. 4.3)
 ZSCORE_WINDOW = (-3.0, 3.0)  # z-scored MRI: +-3 standard deviations of the brain
 

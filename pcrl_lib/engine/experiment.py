@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pcrl_lib.data.datasets import pretraining_images, pretraining_window
+from pcrl_lib.data.datasets import located_images, pretraining_images, pretraining_window
 from pcrl_lib.data.prepared import PreparedDataset
 from pcrl_lib.data.splits import label_draw, semi_supervised, transfer
 from pcrl_lib.engine.finetune import (
@@ -316,6 +316,8 @@ def run_pretrain(
     window = pretraining_window(data, ids[0])  # by modality: never the CT window on MRI
     base = paper_view_generator(dims, crops, view_preset, window, **(settings.views or {}))
     images = pretraining_images(data, ids, channels)
+    if method == "DrasCLR":  # patches located in the anatomy: the recorded frames
+        images = located_images(data, ids, channels)
     if method == "TransVW":
         images, generator = _visual_words(images, base, n_words, k_neighbours, seed)
     else:

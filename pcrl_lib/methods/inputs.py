@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from pcrl_lib.augment import corrupt
+from pcrl_lib.data.location import box_location, normalized_frame
 from pcrl_lib.methods.corruptions import CORRUPTIONS, GenesisConfig, genesis_pair, one_corruption
 from pcrl_lib.pipeline import Intensity, ViewGenerator, paper_view_generator
-from pcrl_lib.views import crop_resize, sample_boxes
+from pcrl_lib.views import Box, CropSizes, crop_resize, sample_boxes
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -236,3 +237,68 @@ class PGLInputs:
         )
         out["global1"], out["global2"] = augmented[0], augmented[1]
         return out
+
+
+@dataclass(frozen=True)
+class DrasCLRInputs:
+    """DrasCLR's samples (:mod:`pcrl_lib.methods.drasclr`) from an image ``(C, *S)`` or an
+    item ``{"image", "frame"}`` (:func:`pcrl_lib.data.datasets.located_images`; without a
+    frame, the image's own extent: :func:`pcrl_lib.data.location.normalized_frame`):
+
+    ``{"patch1", "patch2"}`` ``(C, *P)``: one patch of ``patch`` voxels (default: the base
+    generator's ``global_out``; cut, not resized - locations stay exact), two draws of the
+    appearance augmentations; ``"loc"`` ``(3,)`` its centre's location; ``"neighbours"``
+    ``(k, C, *P)`` and ``"neighbour_locs"`` ``(k, 3)``: the patch moved by ``shift`` of its
+    size along a random axis and direction, ``k`` times (nearest positions on a
+    half-overlapping lattice, as the released code's nearest atlas patches), each
+    augmented once. The anchor obeys the base generator's background filter."""
+
+    base: ViewGenerator = field(default_factory=lambda: paper_view_generator(3, "none"))
+    patch: tuple[int, ...] | None = None
+    n_neighbours: int = 2
+    shift: float = 0.5
+
+    def __call__(self, item, seed: int) -> dict[str, torch.Tensor]:
+        image, frame = (
+            (item["image"], item.get("frame")) if isinstance(item, dict) else (item, None)
+        )
+        image = np.asarray(image)
+        shape = image.shape[1:]
+        frame = normalized_frame(shape) if frame is None else np.asarray(frame)
+        size = tuple(
+            min(p, n) for p, n in zip(self.patch or self.base.views.global_out, shape, strict=True)
+        )
+        views = replace(
+            self.base.views, mode="none", n_locals=0, global_sizes=CropSizes(sizes=(size,))
+        )
+        rng = _rng(seed, 6)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        anchor = sample_boxes(shape, views, rng, image=image).global1
+        boxes = [anchor]
+        for _ in range(self.n_neighbours):
+            axis, sign = int(rng.integers(len(shape))), int(rng.choice((-1, 1)))
+            start = list(anchor.start)
+            step = max(1, round(self.shift * size[axis]))
+            start[axis] = int(np.clip(start[axis] + sign * step, 0, shape[axis] - size[axis]))
+            boxes.append(Box(tuple(start), size))
+        crops = torch.stack(
+            [
+                self.base.intensity(
+                    torch.as_tensor(image[(slice(None), *b.slices)], dtype=torch.float32)
+                )
+                for b in boxes
+            ]
+        )
+        ops = self.base.augment.local_view_ops
+        first = corrupt(crops.clone(), self.base.augment, ops, gen)
+        second = corrupt(crops[:1].clone(), self.base.augment, ops, gen)
+        locs = torch.tensor(
+            np.stack([box_location(frame, b.start, b.size) for b in boxes]), dtype=torch.float32
+        )
+        return {
+            "patch1": first[0],
+            "patch2": second[0],
+            "loc": locs[0],
+            "neighbours": first[1:],
+            "neighbour_locs": locs[1:],
+        }

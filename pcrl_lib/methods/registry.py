@@ -9,6 +9,7 @@ PCRLv2     :class:`pcrl_lib.methods.PCRLv2`            2, 3   the PCRLv2 view ge
 SimSiam    :class:`~pcrl_lib.methods.simsiam.SimSiam`  2, 3   two global views
 BYOL       :class:`~pcrl_lib.methods.byol.BYOL`        2, 3   two global views
 PGL        :class:`~pcrl_lib.methods.pgl.PGL`          2, 3   :class:`~.inputs.PGLInputs`
+DrasCLR    :class:`~.drasclr.DrasCLR`                  3      :class:`~.inputs.DrasCLRInputs`
 C2L        :class:`~pcrl_lib.methods.contrastive.C2L`  2, 3   two global views
 PCRLv1     :class:`~.contrastive.PCRLv1`               2, 3   :class:`~.inputs.PCRLv1Inputs`
 MG         :class:`~.restorers.ModelsGenesis`          2, 3   :class:`~.inputs.GenesisInputs`
@@ -28,7 +29,14 @@ from torch import nn
 from pcrl_lib.methods.byol import BYOL
 from pcrl_lib.methods.contrastive import C2L, PCRLv1
 from pcrl_lib.methods.cpc import CPC3D
-from pcrl_lib.methods.inputs import GenesisInputs, PCRLv1Inputs, PGLInputs, RubikInputs
+from pcrl_lib.methods.drasclr import DrasCLR
+from pcrl_lib.methods.inputs import (
+    DrasCLRInputs,
+    GenesisInputs,
+    PCRLv1Inputs,
+    PGLInputs,
+    RubikInputs,
+)
 from pcrl_lib.methods.pcrlv2 import PCRLv2, pcrlv2_config
 from pcrl_lib.methods.pgl import PGL
 from pcrl_lib.methods.restorers import ModelsGenesis, RubikCubePP, TransVW
@@ -70,6 +78,12 @@ METHODS: dict[str, MethodSpec] = {
         (2, 3),
         lambda d, c, depth, width, **kw: PGL(d, c, depth, width, **kw),
         lambda b: PGLInputs(b),
+    ),
+    "DrasCLR": MethodSpec(
+        "DrasCLR",
+        (3,),
+        lambda d, c, depth, width, **kw: DrasCLR(d, c, depth, width, **kw),
+        lambda b: DrasCLRInputs(b),
     ),
     "C2L": MethodSpec(
         "C2L", (2, 3), lambda d, c, depth, width, **kw: C2L(d, c, depth, width, **kw)

@@ -239,6 +239,7 @@ def test_registry_errors():
         "PCRLv2",
         "BYOL",
         "PGL",
+        "DrasCLR",
         "SimSiam",
         "C2L",
         "PCRLv1",

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pcrl_lib.data.location import normalized_frame, register_volumes, synthetic_ct_frame
 from pcrl_lib.data.plausibility import check_ct
 from pcrl_lib.data.prepared import (
     PreparedWriter,
@@ -49,14 +50,38 @@ class _LunaWriters:
             out / "candidates", f"{dataset}-candidates", source, params
         )
         self.crop = int(params["crop"])
+        self.reference: np.ndarray | None = None  # the first real scan: the location frame's
 
     def add_scan(
-        self, uid: str, hu: np.ndarray, spacing, centers_vox: np.ndarray, labels: Iterable[int]
+        self,
+        uid: str,
+        hu: np.ndarray,
+        spacing,
+        centers_vox: np.ndarray,
+        labels: Iterable[int],
+        body: tuple | None = None,
     ) -> None:
-        """One scan: ``hu (X, Y, Z)`` at ``spacing``; candidate centres in its voxel grid."""
+        """One scan: ``hu (X, Y, Z)`` at ``spacing``; candidate centres in its voxel grid.
+
+        Its location ``frame`` (:mod:`pcrl_lib.data.location`) is recorded with the volume:
+        from ``body`` (a synthetic case's centre and half-axes in mm) when given, else by
+        registering it to the first scan added (whose frame is its own extent)."""
         factor = np.asarray(spacing) / 1.0
         hu1 = window_int16(resample(hu, spacing, 1.0), LUNA_WINDOW)
-        self.volumes.add(uid, uid, image=hu1[None], spacing=np.ones(3, np.float32))
+        if body is not None:
+            frame = synthetic_ct_frame(hu.shape, spacing, hu1.shape, *body)
+        elif self.reference is None:
+            self.reference = hu1.astype(np.float32)
+            frame = normalized_frame(hu1.shape)
+        else:
+            frame = register_volumes(hu1.astype(np.float32), self.reference)
+        self.volumes.add(
+            uid,
+            uid,
+            image=hu1[None],
+            spacing=np.ones(3, np.float32),
+            frame=frame.astype(np.float32),
+        )
         for k, (center, label) in enumerate(zip(centers_vox, labels, strict=True)):
             c1 = (np.asarray(center, dtype=float) + 0.5) * factor - 0.5
             crop = crop_centered(hu1, c1, self.crop, fill=LUNA_WINDOW[0])
@@ -177,7 +202,9 @@ def prepare_synthetic_luna(
         case = synthetic_chest_ct(seed, i, shape, spacing, max_nodules, extra_mimics)
         centers = [nod.center for nod in case.nodules] + list(case.mimics)
         labels = [1] * len(case.nodules) + [0] * len(case.mimics)
-        writers.add_scan(f"ct{i:04d}", case.image, spacing, np.asarray(centers, float), labels)
+        writers.add_scan(
+            f"ct{i:04d}", case.image, spacing, np.asarray(centers, float), labels, case.body
+        )
     return writers.finish(seed, fractions=fractions)
 
 

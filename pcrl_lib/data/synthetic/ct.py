@@ -49,6 +49,9 @@ class SyntheticCTCase:
         lungs: ``(X, Y, Z)`` bool lung mask (nodules included).
         nodules: the nodules, positives of the candidate task.
         mimics: voxel centres of nodule-like negatives (vessel crossings, pleural bumps).
+        body: the generator's anatomical frame - the body's centre (mm from the volume's
+            centre) and half-axes (mm; left-right and front-back at mid-height, and half the
+            height) - the case's location frame (:func:`pcrl_lib.data.location.synthetic_ct_frame`).
     """
 
     image: np.ndarray
@@ -57,6 +60,7 @@ class SyntheticCTCase:
     lungs: np.ndarray
     nodules: list[Nodule] = field(default_factory=list)
     mimics: list[tuple[int, int, int]] = field(default_factory=list)
+    body: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
 
 
 def synthetic_chest_ct(
@@ -94,8 +98,10 @@ def synthetic_chest_ct(
     noise_fine = smooth_noise(rng, shape, [6 / s for s in spacing])
 
     # --- body: fat shell around muscle, slightly wider towards the abdomen ---------------
-    a = fov[0] * rng.uniform(0.40, 0.46) * (1 - 0.04 * zt)
-    b = fov[1] * rng.uniform(0.29, 0.34) * (1 - 0.03 * zt)
+    half_a = fov[0] * rng.uniform(0.40, 0.46)  # the body's half-axes at mid-height
+    a = half_a * (1 - 0.04 * zt)
+    half_b = fov[1] * rng.uniform(0.29, 0.34)
+    b = half_b * (1 - 0.03 * zt)
     r_body = ellipsoid((x, y + 0.02 * fov[1]), (0, 0), (a, b)) + 0.015 * noise
     img = np.full(shape, -1000.0, dtype=np.float32)
     fat_frac = rng.uniform(0.05, 0.12)
@@ -210,4 +216,7 @@ def synthetic_chest_ct(
     for k in range(extra_mimics if pools else 0):
         pool = pools[k % len(pools)]
         mimics.append(tuple(int(v) for v in pool[rng.integers(len(pool))]))
-    return SyntheticCTCase(img, tuple(float(s) for s in spacing), liver, lungs, nodules, mimics)
+    body = ((0.0, -0.02 * float(fov[1]), 0.0), (float(half_a), float(half_b), float(fov[2]) / 2))
+    return SyntheticCTCase(
+        img, tuple(float(s) for s in spacing), liver, lungs, nodules, mimics, body
+    )
