@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import sys
 import time
 from dataclasses import asdict
 from functools import partial
@@ -318,6 +319,14 @@ def run_pretrain(
     images = pretraining_images(data, ids, channels)
     if method == "DrasCLR":  # patches located in the anatomy: the recorded frames
         images = located_images(data, ids, channels)
+        if "frame" not in data.load(ids[0]):
+            print(
+                f"{data.root}: no location frames recorded (prepared before they existed); "
+                "DrasCLR locates patches by each volume's own extent - prepare the data "
+                "again to record them",
+                file=sys.stderr,
+                flush=True,
+            )
     if method == "TransVW":
         images, generator = _visual_words(images, base, n_words, k_neighbours, seed)
     else:

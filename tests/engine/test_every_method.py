@@ -65,3 +65,10 @@ def test_transvw_epoch_is_capped_at_one_pass_over_the_images():
         assert words >= 2 and k >= 1
         assert words * (k + 1) <= max(n, 4)
     assert transvw_word_counts(1400, 50, 200) == (50, 27)
+
+
+def test_drasclr_says_when_the_data_records_no_location_frames(prepared, tmp_path, capsys):
+    settings = PretrainSettings(epochs=1, batch_size=2, depth=5, width=0.125, views=VIEWS[3])
+    run_pretrain(prepared[3], settings, tmp_path, method="DrasCLR", progress_bar=False, max_steps=1)
+    err = capsys.readouterr().err
+    assert f"{prepared[3]}: no location frames recorded" in err and "prepare the data again" in err
