@@ -79,10 +79,8 @@ class BYOL(nn.Module):
         c = int(self.encoder.out_channels[-1])
         self.projector = byol_mlp(c, hidden, dim)
         self.predictor = byol_mlp(dim, hidden, dim)
-        self.target_encoder = copy.deepcopy(self.encoder)
-        self.target_projector = copy.deepcopy(self.projector)
-        for p in [*self.target_encoder.parameters(), *self.target_projector.parameters()]:
-            p.requires_grad_(False)
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)  # EMA, no gradient
+        self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
         self.momentum, self.momentum_schedule = momentum, momentum_schedule
 
     def _online(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -183,10 +183,8 @@ class DrasCLR(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(c, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim)
         )
-        self.key_encoder = copy.deepcopy(self.encoder)
-        self.key_head = copy.deepcopy(self.head)
-        for p in [*self.key_encoder.parameters(), *self.key_head.parameters()]:
-            p.requires_grad_(False)
+        self.key_encoder = copy.deepcopy(self.encoder).requires_grad_(False)  # EMA, no gradient
+        self.key_head = copy.deepcopy(self.head).requires_grad_(False)
         n_regions = 1
         for n in regions:
             n_regions *= n

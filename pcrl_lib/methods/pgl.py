@@ -149,10 +149,8 @@ class PGL(nn.Module):
             raise ValueError(f"roi_size must be >= 1, got {roi_size}")
         self.projector = pointwise_mlp(spatial_dims, int(channels), hidden, dim)
         self.predictor = pointwise_mlp(spatial_dims, dim, hidden, dim)
-        self.target_encoder = copy.deepcopy(self.encoder)
-        self.target_projector = copy.deepcopy(self.projector)
-        for p in [*self.target_encoder.parameters(), *self.target_projector.parameters()]:
-            p.requires_grad_(False)
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)  # EMA, no gradient
+        self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
         self.spatial_dims, self.level, self.roi_size = spatial_dims, level, roi_size
         self.momentum, self.momentum_schedule = momentum, momentum_schedule
         self.crop_prior, self.flip_prior = crop_prior, flip_prior

@@ -22,6 +22,7 @@ from pcrl_lib.methods.drasclr import (
 from pcrl_lib.methods.inputs import DrasCLRInputs
 from pcrl_lib.models.downstream import Classifier, load_pretrained_encoder
 from pcrl_lib.pipeline import paper_view_generator
+from tests.methods.helpers import train
 
 
 def test_each_sample_is_convolved_with_its_locations_kernel():
@@ -115,17 +116,9 @@ def test_the_location_conditioning_receives_gradients_and_changes_the_features()
 def test_loss_falls_on_a_tiny_batch_and_the_shared_kernels_load_downstream():
     # one queue of one batch: from the second step on the negatives are real keys
     model = tiny(queue_size=4, regions=(1, 1, 1))
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    batch = tiny_batch()
-    losses = []
-    for _ in range(25):
-        out = model(batch)
-        opt.zero_grad()
-        out["loss"].backward()
-        opt.step()
-        losses.append(float(out["loss"].detach()))
+    losses = train(model, tiny_batch(), 25)
     assert losses[-1] < losses[1] - 0.5
-    assert set(out) == {"loss", "loss_patch", "loss_neighbour", "accuracy"}
+    assert set(model(tiny_batch())) == {"loss", "loss_patch", "loss_neighbour", "accuracy"}
     downstream = Classifier(3, 1, 2, depth=3, width=0.0625)
     report = load_pretrained_encoder(downstream, {"model": model.state_dict()})
     conv = next(k for k in report.loaded if k.endswith("conv.weight"))

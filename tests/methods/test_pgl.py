@@ -14,6 +14,7 @@ from pcrl_lib.methods.pgl import PGL, common_region_grid, local_consistency, roi
 from pcrl_lib.models.downstream import Classifier, load_pretrained_encoder
 from pcrl_lib.pipeline import Intensity, paper_view_generator
 from pcrl_lib.views import Box, CropSizes, crop_resize
+from tests.methods.helpers import check_ema_target, train
 
 
 def boxes(*rows):
@@ -164,15 +165,7 @@ def tiny_batch(n=4):
 
 def test_target_is_the_ema_of_the_online_network_and_gets_no_gradient():
     model = tiny(momentum=0.9, momentum_schedule="constant")
-    key = next(k for k, v in model.encoder.state_dict().items() if v.dim() >= 2)
-    with torch.no_grad():
-        model.encoder.state_dict()[key].add_(1.0)
-    online = model.encoder.state_dict()[key].clone()
-    target = model.target_encoder.state_dict()[key].clone()
-    out = model(tiny_batch())
-    out["loss"].backward()
-    assert torch.allclose(model.target_encoder.state_dict()[key], 0.9 * target + 0.1 * online)
-    assert all(p.grad is None for p in model.target_encoder.parameters())
+    out = check_ema_target(model, tiny_batch(), model.encoder, model.target_encoder, 0.9)
     assert all(p.grad is None for p in model.target_projector.parameters())
     assert all(p.grad is not None for p in model.predictor.parameters())
     assert float(out["momentum"]) == pytest.approx(0.9)
@@ -180,15 +173,7 @@ def test_target_is_the_ema_of_the_online_network_and_gets_no_gradient():
 
 def test_loss_falls_on_a_tiny_batch_and_the_encoder_loads_downstream():
     model = tiny(momentum=0.99)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    batch = tiny_batch()
-    losses = []
-    for _ in range(25):
-        out = model(batch)
-        opt.zero_grad()
-        out["loss"].backward()
-        opt.step()
-        losses.append(float(out["loss"].detach()))
+    losses = train(model, tiny_batch(), 25)
     assert losses[-1] < losses[0] and 0 <= min(losses) <= 4
     downstream = Classifier(3, 1, 2, depth=3, width=0.0625)
     report = load_pretrained_encoder(downstream, {"model": model.state_dict()})
