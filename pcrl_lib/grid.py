@@ -95,7 +95,13 @@ ABLATIONS: tuple[tuple[str, str, str, float, str, tuple[str, ...]], ...] = (
     ("table3", "nih", "transfer", 0.5, "chexpert", ("row0", "row1", "row2", "row3", "row4", "row5", "")),
 )  # fmt: skip
 
-TABLES = ("table1", "table2", "table3", *MAIN_TABLES)
+# Beyond the paper (pcrl_lib/beyond.py): PCRLv2 against its local relatives and BYOL on the
+# 3D tasks at their lowest label ratios, every method a compared cell (paired with TS)
+BEYOND_METHODS = ("TS", "MG", "BYOL", "PGL", "DrasCLR", "PCRLv2")
+BEYOND_CELLS = (("luna", "semi", 0.1), ("lits", "transfer", 0.1), ("brats", "transfer", 0.1))
+BEYOND_SOURCE = "luna"
+
+TABLES = ("table1", "table2", "table3", *MAIN_TABLES, "beyond")
 
 # the table whose task (at its lowest ratio) probes each source's pre-trained encoders
 PROBE_TABLES = {"luna": "table5", "nih": "table4", "chexpert": "table6"}
@@ -155,7 +161,7 @@ SEEDS = {
         5,
         paired_draws=True,
         higher_ratio_methods=(),
-        skip_tables=("table2", "table3"),
+        skip_tables=("table2", "table3", "beyond"),
         skip_ablations=(("table1", "nih"),),
     ),
     "paper": SeedPlan(3, 3, 5, tuple(VARIANTS)),
@@ -261,6 +267,10 @@ def finetune_runs(profile: str, tables: tuple[str, ...] = TABLES) -> list[Finetu
                     w != "" and w in plan.compared_variants for w in variants
                 )
                 add(table, task, protocol, ratio, "PCRLv2", v, source, compared)
+    if "beyond" in tables:
+        for task, protocol, ratio in BEYOND_CELLS:
+            for method in BEYOND_METHODS:
+                add("beyond", task, protocol, ratio, method, "", BEYOND_SOURCE, True)
     for spec in MAIN_TABLES.values():
         if spec.name not in tables:
             continue

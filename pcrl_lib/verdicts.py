@@ -128,7 +128,9 @@ class ArmRun:
     test_split: str | None = None  # digest of the test ids (run records), None: unknown
 
 
-def _arm_runs(records: Sequence[dict], c: Check, arm: Arm) -> list[ArmRun]:
+def arm_runs(records: Sequence[dict], c: Check, arm: Arm) -> list[ArmRun]:
+    """The runs of ``arm`` on ``c``'s cell (task, protocol, ratio) among run records, those
+    with per-case test results."""
     runs = []
     for rec in records:
         if (
@@ -344,7 +346,7 @@ def verdict_table(
     rows = []
     for c in report_checks() if checks is None else checks:
         row = {"table": c.table, "setting": c.setting, "check": c.check}
-        a, b = _arm_runs(records, c, c.a), _arm_runs(records, c, c.b)
+        a, b = arm_runs(records, c, c.a), arm_runs(records, c, c.b)
         try:
             res = paired_difference(a, b, n_boot) if a and b else None
         except ValueError:

@@ -152,3 +152,17 @@ def test_the_smoke_report_resolves_every_image_repeats_no_cell_and_shows_every_t
         "At a glance",
         "Verdicts (paired differences, 95 % intervals)",
     ]
+
+
+@pytest.mark.slow
+def test_the_table_beyond_the_paper_has_every_cell_at_smoke(smoke):
+    root, _ = smoke
+    table = pd.read_csv(root / "results" / "smoke" / "tables" / "beyond_local_ssl.csv")
+    assert len(table) == 18  # 3 cells x 6 methods
+    assert table["mean"].notna().all() and (table["verdict"] != "not run").all()
+    gains = table[table["method"] != "TS"]
+    assert gains[["estimate", "ci_low", "ci_high"]].notna().all().all()
+    assert (gains["ci_low"] <= gains["estimate"]).all() and (
+        gains["estimate"] <= gains["ci_high"]
+    ).all()
+    assert "beyond_local_ssl" in (root / "results" / "smoke" / "report.html").read_text()

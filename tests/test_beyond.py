@@ -1,0 +1,77 @@
+"""The table beyond the paper (``pcrl_lib.beyond``): every cell and method, paired gains
+over TS by hand on constructed records, ``not run`` where a method has no runs."""
+
+import numpy as np
+import pytest
+
+from pcrl_lib.beyond import COLUMNS, FILE, beyond_checks, beyond_table, write_beyond
+from pcrl_lib.grid import BEYOND_CELLS, BEYOND_METHODS, finetune_runs
+
+
+def record(task, protocol, method, draw, dice, pretrain_seed=None):
+    return {
+        "task": task,
+        "protocol": protocol,
+        "label_ratio": 0.1,
+        "method": method,
+        "variant": "",
+        "draw": draw,
+        "pretrain_seed": pretrain_seed,
+        "per_case": {"dice": [[v] for v in dice]},
+        "test_split": "abc",
+    }
+
+
+def test_every_method_but_ts_is_checked_against_ts_on_every_cell():
+    checks = beyond_checks()
+    assert len(checks) == len(BEYOND_CELLS) * (len(BEYOND_METHODS) - 1) == 15
+    assert {c.check for c in checks} == {
+        f"{m} - TS" for m in ("MG", "BYOL", "PGL", "DrasCLR", "PCRLv2")
+    }
+    assert all(c.b.method == "TS" for c in checks)
+
+
+def test_the_smoke_grid_runs_every_cell_as_a_paired_unit_the_demo_none_yet():
+    runs = [r for r in finetune_runs("smoke") if "beyond" in r.tables]
+    for task, protocol, ratio in BEYOND_CELLS:
+        for method in BEYOND_METHODS:
+            units = sorted(
+                (r.pretrain_seed, r.draw) for r in runs
+                if (r.task, r.protocol, r.label_ratio, r.method) == (task, protocol, ratio, method)
+            )  # fmt: skip
+            assert units == ([(None, 0), (None, 1)] if method == "TS" else [(0, 0), (1, 1)])
+    assert not [r for r in finetune_runs("demo") if "beyond" in r.tables]
+
+
+def test_gains_by_hand_and_not_run_cells():
+    base = np.random.default_rng(0).uniform(0.4, 0.8, 30)
+    records = []
+    for d in range(3):  # LiTS: PGL = TS + 3 points on every case, MG = TS
+        records.append(record("lits", "transfer", "TS", d, base))
+        records.append(record("lits", "transfer", "PGL", d, base + 0.03, pretrain_seed=d))
+        records.append(record("lits", "transfer", "MG", d, base, pretrain_seed=d))
+    table = beyond_table(records, n_boot=200)
+    assert list(table.columns) == list(COLUMNS)
+    assert len(table) == len(BEYOND_CELLS) * len(BEYOND_METHODS)
+    lits = table[table["setting"] == "lits transfer 10%"].set_index("method")
+    assert lits.loc["PGL", "estimate"] == pytest.approx(3.0)
+    assert lits.loc["PGL", "ci_low"] == pytest.approx(3.0) and lits.loc["PGL", "verdict"] == "gain"
+    assert (
+        lits.loc["MG", "estimate"] == pytest.approx(0.0)
+        and lits.loc["MG", "verdict"] == "no detectable gain"
+    )
+    assert lits.loc["TS", "verdict"] == "reference"
+    assert lits.loc["TS", "mean"] == pytest.approx(100 * base.mean(), abs=0.01)
+    assert lits.loc["TS", "mean_low"] <= lits.loc["TS", "mean"] <= lits.loc["TS", "mean_high"]
+    assert (lits.loc["PGL", "pretrain_seeds"], lits.loc["PGL", "label_draws"]) == (3, 3)
+    assert lits.loc["BYOL", "verdict"] == "not run" and np.isnan(lits.loc["BYOL", "mean"])
+    luna = table[table["setting"] == "luna semi 10%"]
+    assert set(luna["verdict"]) == {"not run"}
+
+
+def test_the_table_is_written_atomically_where_the_report_reads_it(tmp_path):
+    table = beyond_table([], n_boot=10)
+    path = write_beyond(table, tmp_path)
+    assert path == tmp_path / FILE
+    assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
+    assert not list(tmp_path.glob("*.tmp*"))
