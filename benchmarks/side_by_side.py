@@ -1,4 +1,4 @@
-"""Time this project's 3D PCRLv2 training step and the released code's side by side.
+"""Time this project's PCRLv2 training step and the released code's side by side (3D or 2D).
 
 Speed claims between this project and the released code (RL4M/PCRLv2, MIT) mean something
 only as ratios measured in one run on one machine: machines of the same kind differ about
@@ -6,12 +6,17 @@ only as ratios measured in one run on one machine: machines of the same kind dif
 (so each peak memory is its own), and prints one JSON line: both medians, both peak
 memories, the speed-up (released / ours) and the memory ratio (ours / released).
 
-- ours: ``benchmarks/pretrain_step.py`` (default: 3D, batch 4, bf16, the official preset).
-- released: ``time_official.py`` in ``--official`` (default ``$PCRL_OFFICIAL_PCRLV2``), a
-  folder holding the released ``train_3d.py`` and model with a timing script that prints
+- ours: ``benchmarks/pretrain_step.py`` (default: batch 4 in 3D, 8 in 2D, bf16, the
+  official preset).
+- released, 3D: ``time_official.py`` in ``--official`` (default ``$PCRL_OFFICIAL_PCRLV2``),
+  a folder holding the released ``train_3d.py`` and model with a timing script that prints
   ``{"median_s", "peak_rss_mb", ...}`` (fp32, as released).
+- released, 2D (``--dim 2``): ``benchmarks/released_2d_step.py``, the released 2D model and
+  step rebuilt from torchvision (the released one needs segmentation_models_pytorch, whose
+  ResNet-18 encoder is torchvision's), fp32, the same batch.
 
     python benchmarks/side_by_side.py --official DIR --rounds 2 --steps 3
+    python benchmarks/side_by_side.py --dim 2 --rounds 2 --steps 3
 
 Exit code 2 (with a message) when the released code's folder or its timing script is missing
 or a measurement prints no JSON.
@@ -30,7 +35,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OURS_DEFAULT = ["--dim", "3", "--batch", "4", "--dtype", "bf16", "--preset", "official"]
+BATCH = {3: 4, 2: 8}
+
+
+def ours_default(dim: int, batch: int) -> str:
+    """``pretrain_step.py``'s arguments for this project's side."""
+    return f"--dim {dim} --batch {batch} --dtype bf16 --preset official"
 
 
 def last_json(stdout: str, what: str) -> dict:
@@ -79,33 +89,43 @@ def _measure(cmd: list[str], what: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dim", type=int, choices=(2, 3), default=3)
     parser.add_argument(
         "--official",
         default=os.environ.get("PCRL_OFFICIAL_PCRLV2", ""),
-        help="folder of the released code and its time_official.py "
+        help="3D: folder of the released code and its time_official.py "
         "(default: $PCRL_OFFICIAL_PCRLV2)",
     )
+    parser.add_argument("--batch", type=int, default=None, help="default: 4 (3D), 8 (2D)")
     parser.add_argument("--rounds", type=int, default=2, help="alternations of the two sides")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--ours-args",
-        default=" ".join(OURS_DEFAULT),
-        help="arguments of benchmarks/pretrain_step.py (default: %(default)s)",
+        default=None,
+        help="arguments of benchmarks/pretrain_step.py (default: --dim D --batch B --dtype "
+        "bf16 --preset official)",
     )
     args = parser.parse_args(argv)
-    timer = Path(args.official) / "time_official.py" if args.official else None
-    if timer is None or not timer.is_file():
-        print(
-            f"error: no released timing script at {timer or '(unset)'}: pass --official DIR "
-            "or set PCRL_OFFICIAL_PCRLV2",
-            file=sys.stderr,
-        )
-        return 2
+    batch = args.batch or BATCH[args.dim]
+    ours_args = args.ours_args or ours_default(args.dim, batch)
     threads = ["--threads", str(args.threads)]
-    ours_cmd = [sys.executable, str(HERE / "pretrain_step.py"), *args.ours_args.split()]
+    if args.dim == 3:
+        timer = Path(args.official) / "time_official.py" if args.official else None
+        if timer is None or not timer.is_file():
+            print(
+                f"error: no released timing script at {timer or '(unset)'}: pass --official "
+                "DIR or set PCRL_OFFICIAL_PCRLV2",
+                file=sys.stderr,
+            )
+            return 2
+        released_cmd = [sys.executable, str(timer)]
+    else:
+        timer = HERE / "released_2d_step.py"
+        released_cmd = [sys.executable, str(timer), "--batch", str(batch)]
+    ours_cmd = [sys.executable, str(HERE / "pretrain_step.py"), *ours_args.split()]
     ours_cmd += ["--steps", str(args.steps), *threads]
-    released_cmd = [sys.executable, str(timer), "--steps", str(args.steps), *threads]
+    released_cmd += ["--steps", str(args.steps), *threads]
     ours, released = [], []
     try:
         for _ in range(args.rounds):
@@ -118,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         json.dumps(
             {
-                "benchmark": "side_by_side_3d_step",
+                "benchmark": f"side_by_side_{args.dim}d_step",
                 **result,
-                "ours_args": args.ours_args,
+                "ours_args": ours_args,
                 "steps": args.steps,
                 "threads": args.threads,
                 "torch": ours[0].get("torch"),

@@ -300,3 +300,33 @@ def test_gpu_check_dry_run_runs_every_section_on_the_cpu(tmp_path):
     resume = result["pretrain_resume"]
     assert (resume["steps"], resume["resumed_at"], resume["finite"]) == (4, 2, True)
     assert result["ddp"]["processes"] == 2 and result["ddp"]["ranks_identical"] is True
+
+
+def test_released_2d_step_rebuilds_the_released_network_and_times_it():
+    sys.path.insert(0, str(BENCH))
+    import torch
+    from released_2d_step import Released2D
+
+    model = Released2D().train()
+    outs, mask, middle = model(torch.rand(2, 3, 64, 64))
+    # five decoder scales of 256 .. 16 channels, a 3-channel mask at full size, middle masks
+    # up-sampled to full size
+    assert [o[0].shape[1] for o in outs] == [256, 128, 64, 32, 16]
+    assert mask.shape == (2, 3, 64, 64) and all(m.shape == (2, 3, 64, 64) for m in middle)
+    encoder = sum(
+        p.numel() for n, p in model.named_parameters() if n.startswith(("stem", "layers"))
+    )
+    assert encoder == 11_176_512  # torchvision's ResNet-18 without its classifier
+    rec = _run("released_2d_step.py", "--batch", "2", "--steps", "1", "--threads", "1")
+    assert rec["batch"] == 2 and rec["median_s"] > 0 and rec["peak_rss_mb"] > 0
+
+
+def test_side_by_side_in_2d_needs_no_released_folder(capsys):
+    s = _side_by_side()
+    tiny = "--dim 2 --batch 2 --locals 1 --warmup 0 --dtype fp32"
+    code = s.main(
+        ["--dim", "2", "--batch", "2", "--rounds", "1", "--steps", "1", "--ours-args", tiny]
+    )
+    assert code == 0
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rec["benchmark"] == "side_by_side_2d_step" and rec["released_s"] > 0
