@@ -2,11 +2,8 @@
 
 import pytest
 import torch
-from torch import nn
 
-from pcrl_lib.engine.pretrain import PretrainConfig, pretrain
 from pcrl_lib.perf import loader_options, mixed_input, prepare_device
-from tests.engine.tiny_run import build
 
 
 def test_prepare_device_switches_on_cudnn_benchmark_and_tf32_for_cuda_only(monkeypatch):
@@ -32,11 +29,3 @@ def test_mixed_input_moves_and_lays_out_a_batch(dtype, channels_last):
     y = mixed_input(x, dtype, "cpu")
     assert torch.equal(x, y)
     assert y.is_contiguous(memory_format=torch.channels_last_3d) == channels_last
-
-
-def test_sync_bn_is_ignored_without_a_process_group(tmp_path):
-    method, data, cfg = build(epochs=1)
-    cfg = PretrainConfig(**{**cfg.__dict__, "sync_bn": True, "max_steps": 1})
-    pretrain(method, data, cfg, tmp_path)
-    assert not any(isinstance(m, nn.SyncBatchNorm) for m in method.modules())
-    assert any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in method.modules())

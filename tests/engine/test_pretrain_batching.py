@@ -300,3 +300,28 @@ def test_a_method_without_an_encoder_attribute_is_its_own_encoder(tmp_path):
         "encoder.conv.weight",
         "encoder.conv.bias",
     }
+
+
+def test_the_device_is_prepared_and_the_loader_gets_its_options(tmp_path, monkeypatch):
+    import pcrl_lib.engine.pretrain as engine
+
+    prepared, options = [], []
+    real_prepare = engine.prepare_device
+    monkeypatch.setattr(
+        engine, "prepare_device", lambda d: (prepared.append(d), real_prepare(d))[1]
+    )
+    monkeypatch.setattr(engine, "loader_options", lambda d: (options.append(d), {"timeout": 0})[1])
+    _run(tmp_path, 4, 2, epochs=2, device="cpu")
+    assert prepared == ["cpu"]
+    assert options == [torch.device("cpu")] * 2  # one loader per epoch
+
+
+def test_sync_bn_is_ignored_without_a_process_group(tmp_path):
+    torch.manual_seed(0)
+    method = nn.Sequential(nn.Conv1d(1, 1, 3, padding=1), nn.BatchNorm1d(1))
+    wrapper = Recorder()
+    wrapper.encoder = method
+    cfg = PretrainConfig(epochs=1, batch_size=2, progress_bar=False, sync_bn=True)
+    pretrain(wrapper, _data(4), cfg, tmp_path)
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in wrapper.modules())
+    assert isinstance(wrapper.encoder[1], nn.BatchNorm1d)

@@ -110,7 +110,9 @@ def test_the_location_conditioning_receives_gradients_and_changes_the_features()
     model.eval()
     x = batch["patch1"][:1].repeat(2, 1, 1, 1, 1)
     z = model.embed(x, torch.tensor([[-0.9, -0.9, -0.9], [0.9, 0.9, 0.9]]))
-    assert float((z[0] - z[1]).detach().abs().max()) > 1e-5  # same patch, two places (small at start)
+    assert (
+        float((z[0] - z[1]).detach().abs().max()) > 1e-5
+    )  # same patch, two places (small at start)
 
 
 def test_loss_falls_on_a_tiny_batch_and_the_shared_kernels_load_downstream():
