@@ -31,8 +31,9 @@ def test_every_method_but_ts_is_checked_against_ts_on_every_cell():
     assert all(c.b.method == "TS" for c in checks)
 
 
-def test_the_smoke_grid_runs_every_cell_as_a_paired_unit_the_demo_none_yet():
-    runs = [r for r in finetune_runs("smoke") if "beyond" in r.tables]
+@pytest.mark.parametrize("profile", ["smoke", "demo"])
+def test_every_cell_runs_two_paired_units_at_smoke_and_demo(profile):
+    runs = [r for r in finetune_runs(profile) if "beyond" in r.tables]
     for task, protocol, ratio in BEYOND_CELLS:
         for method in BEYOND_METHODS:
             units = sorted(
@@ -40,7 +41,7 @@ def test_the_smoke_grid_runs_every_cell_as_a_paired_unit_the_demo_none_yet():
                 if (r.task, r.protocol, r.label_ratio, r.method) == (task, protocol, ratio, method)
             )  # fmt: skip
             assert units == ([(None, 0), (None, 1)] if method == "TS" else [(0, 0), (1, 1)])
-    assert not [r for r in finetune_runs("demo") if "beyond" in r.tables]
+            assert all(r.seed == r.draw for r in runs)
 
 
 def test_gains_by_hand_and_not_run_cells():
