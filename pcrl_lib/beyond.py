@@ -5,7 +5,8 @@ pre-trained on LUNA, and TS, fine-tuned on the LUNA candidates (10 % labels), LU
 and LUNA -> BraTS (10 %) - the lowest label ratios of Tables V, VIII and VII
 (:data:`pcrl_lib.grid.BEYOND_CELLS`). The grid runs every cell as a compared cell: the same
 label draws for every method, pre-training seed ``d`` with draw ``d``. One row per cell and
-method: the method's mean with its 95 % interval (:func:`pcrl_lib.verdicts.arm_interval`)
+method: the method's mean with its 95 % interval (:func:`pcrl_lib.verdicts.arm_interval`,
+cut to the metric's range [0, 100]: with two units its small-sample expansion runs past it)
 and, but for TS, the paired gain over TS with its interval and verdict
 (:func:`pcrl_lib.verdicts.verdict_table`), in points.
 """
@@ -67,10 +68,10 @@ def beyond_table(records: Sequence[dict], n_boot: int = 2000) -> pd.DataFrame:
             row: dict = {"setting": setting, "method": method}
             if runs:
                 mean = arm_interval(runs, n_boot)
-                row.update(
+                row.update(  # a metric in points: its interval cut to [0, 100]
                     mean=round(mean["estimate"], 2),
-                    mean_low=round(mean["ci_low"], 2),
-                    mean_high=round(mean["ci_high"], 2),
+                    mean_low=round(max(mean["ci_low"], 0.0), 2),
+                    mean_high=round(min(mean["ci_high"], 100.0), 2),
                 )
             if method == "TS":
                 row["verdict"] = "reference" if runs else NOT_RUN

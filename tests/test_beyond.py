@@ -66,6 +66,7 @@ def test_gains_by_hand_and_not_run_cells():
     assert lits.loc["TS", "mean_low"] <= lits.loc["TS", "mean"] <= lits.loc["TS", "mean_high"]
     assert (lits.loc["PGL", "pretrain_seeds"], lits.loc["PGL", "label_draws"]) == (3, 3)
     assert lits.loc["BYOL", "verdict"] == "not run" and np.isnan(lits.loc["BYOL", "mean"])
+    assert (table["mean_low"].dropna() >= 0).all() and (table["mean_high"].dropna() <= 100).all()
     luna = table[table["setting"] == "luna semi 10%"]
     assert set(luna["verdict"]) == {"not run"}
 
