@@ -188,7 +188,7 @@ def _pretrain_parts(w: Workload, micro: int, seed: int = 0):
     model = spec.build(w.spatial_dims, channels, s.depth, s.width, **kw)
     crops = model.config.crops if w.method == "PCRLv2" else "none"
     base = paper_view_generator(w.spatial_dims, crops)
-    n = max(micro, 5)  # TransVW's word search needs a few images
+    n = max(micro, 5) if w.method == "TransVW" else micro  # its word search needs a few
     if w.spatial_dims == 3:
         images = [phantom_ct((160, 160, 128), seed=seed + i) for i in range(n)]
     else:

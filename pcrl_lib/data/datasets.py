@@ -43,7 +43,10 @@ def _window(data: PreparedDataset) -> tuple[float, float] | None:
 
 
 def _load_raw(data: PreparedDataset, case_id: str, channels: int | None) -> np.ndarray:
-    image = data.load(case_id)["image"]
+    return _as_float(data.load(case_id)["image"], channels)
+
+
+def _as_float(image: np.ndarray, channels: int | None) -> np.ndarray:
     image = (
         image.astype(np.float32) if image.dtype != np.uint8 else image.astype(np.float32) / 255.0
     )
@@ -62,8 +65,8 @@ def pretraining_images(
 
 
 def _load_located(data: PreparedDataset, case_id: str, channels: int | None) -> dict:
-    arrays = data.load(case_id)
-    return {"image": _load_raw(data, case_id, channels), "frame": arrays.get("frame")}
+    arrays = data.load(case_id)  # once: image and frame from the same file read
+    return {"image": _as_float(arrays["image"], channels), "frame": arrays.get("frame")}
 
 
 def located_images(
