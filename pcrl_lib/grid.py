@@ -122,7 +122,11 @@ class SeedPlan:
     every method of the table). ``skip_tables``: tables the profile does not run (their
     cells read ``not run``); ``skip_ablations``: ``(table, task)`` ablation cells it does not
     run (e.g. Table I's NIH column). ``beyond_draws``: the units of the table beyond the
-    paper (:data:`BEYOND_CELLS`) are those with a label draw below it (``None``: all)."""
+    paper (:data:`BEYOND_CELLS`) are those with a label draw below it (``None``: all);
+    ``beyond_tasks``: the cells of that table the profile runs, by task (``None``: all).
+    ``fig6_sources``: the sources whose pre-training Fig. 6 draws - PCRLv2 with and without
+    skips, seed 0 - run even where Table I is not (its runs are listed by
+    :func:`pretrain_runs`)."""
 
     seeds_all: int
     pretrain_seeds: int
@@ -133,6 +137,8 @@ class SeedPlan:
     skip_tables: tuple[str, ...] = ()
     skip_ablations: tuple[tuple[str, str], ...] = ()
     beyond_draws: int | None = None
+    beyond_tasks: tuple[str, ...] | None = None
+    fig6_sources: tuple[str, ...] = ("luna", "nih")
 
     def __post_init__(self) -> None:
         if self.paired_draws and self.pretrain_seeds != self.label_draws:
@@ -154,18 +160,20 @@ class SeedPlan:
 SEEDS = {
     "smoke": SeedPlan(1, 2, 2, ("", "skip"), paired_draws=True),
     # the demo: 5 independent (pre-training run, label draw) units per compared cell; only
-    # the lowest label ratio of each table; Tables II and III and Table I's NIH column not
-    # run (their variants need pre-training runs of their own) - the cuts that keep the
-    # demo within 30 minutes on 2 cores
+    # the lowest label ratio of each table; the ablation Tables I-III not run (their
+    # variants need pre-training runs of their own; Fig. 6 keeps its LUNA pair); the table
+    # beyond the paper on LiTS only, 2 units per cell - the cuts that keep the demo, with
+    # the budget study's headline table, within 30 minutes on 2 cores (README)
     "demo": SeedPlan(
         1,
         5,
         5,
         paired_draws=True,
         higher_ratio_methods=(),
-        skip_tables=("table2", "table3"),
-        skip_ablations=(("table1", "nih"),),
-        beyond_draws=2,  # the table beyond the paper: 2 units per cell (its cost: README)
+        skip_tables=("table1", "table2", "table3"),
+        beyond_draws=2,
+        beyond_tasks=("lits",),
+        fig6_sources=("luna",),
     ),
     "paper": SeedPlan(3, 3, 5, tuple(VARIANTS)),
 }
@@ -273,6 +281,8 @@ def finetune_runs(profile: str, tables: tuple[str, ...] = TABLES) -> list[Finetu
                 add(table, task, protocol, ratio, "PCRLv2", v, source, compared)
     if "beyond" in tables:
         for task, protocol, ratio in BEYOND_CELLS:
+            if plan.beyond_tasks is not None and task not in plan.beyond_tasks:
+                continue
             for method in BEYOND_METHODS:
                 add(
                     "beyond",
@@ -301,9 +311,21 @@ def finetune_runs(profile: str, tables: tuple[str, ...] = TABLES) -> list[Finetu
 
 
 def pretrain_runs(profile: str, tables: tuple[str, ...] = TABLES) -> list[PretrainRun]:
-    """The pre-training runs the fine-tuning runs of ``tables`` need, each once, 3D first."""
+    """The pre-training runs the fine-tuning runs of ``tables`` need, and those Fig. 6 draws
+    (PCRLv2 with and without skips on ``SeedPlan.fig6_sources``), each once, 3D first."""
     needed = {r.pretrain for r in finetune_runs(profile, tables) if r.pretrain is not None}
+    needed |= set(fig6_pretrain_runs(profile))
     return sorted(needed, key=lambda p: (p.spatial_dims == 2, p.source, p.method, p.variant))
+
+
+def fig6_pretrain_runs(profile: str) -> list[PretrainRun]:
+    """The pre-training runs of Fig. 6 (restoration MSE with and without skips): PCRLv2 and
+    its ``skip`` variant, seed 0, on each of the profile's ``fig6_sources``."""
+    return [
+        PretrainRun(source, "PCRLv2", variant)
+        for source in SEEDS[profile].fig6_sources
+        for variant in ("", "skip")
+    ]
 
 
 # ---------------------------------------------------------------------------- running

@@ -3,6 +3,7 @@ resumed and their failures recorded, never lost."""
 
 import json
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from pcrl_lib.grid import (
     FinetuneRun,
     PretrainRun,
     SeedPlan,
+    fig6_pretrain_runs,
     figure_runs,
     finetune_runs,
     pretrain_runs,
@@ -52,8 +54,8 @@ def test_every_published_cell_has_a_run_at_paper():
 
 
 def test_the_demo_runs_every_cell_but_its_stated_cuts():
-    """The demo's cuts (SeedPlan): Tables II and III, Table I's NIH column, and the ratios
-    above the lowest; everything else has its runs."""
+    """The demo's cuts (SeedPlan): the ablation Tables I-III and the ratios above the lowest;
+    everything else has its runs."""
     plan = SEEDS["demo"]
     _, missing = _cells_without_a_run("demo")
     assert missing
@@ -66,12 +68,14 @@ def test_the_demo_runs_every_cell_but_its_stated_cuts():
             and q.label_ratio != lowest[q.task + q.protocol]
         )
         assert cut_table or cut_cell or cut_ratio, (table, q)
-    # what stays: Table I's 3D columns with their variant on every (pre-training run, draw)
-    runs = finetune_runs("demo")
-    for task in ("brats", "lits"):
-        skip = [r for r in runs if r.variant == "skip" and r.task == task]
-        assert sorted((r.pretrain_seed, r.draw) for r in skip) == plan.units(True)
-    assert not [r for r in runs if r.variant == "skip" and r.task == "nih"]
+    assert {t.split("_")[0] for t, _ in missing} >= {"table1", "table2", "table3"}
+    # no ablation variant is fine-tuned, but Fig. 6's LUNA pair is pre-trained
+    assert not [r for r in finetune_runs("demo") if r.variant]
+    assert fig6_pretrain_runs("demo") == [
+        PretrainRun("luna", "PCRLv2"),
+        PretrainRun("luna", "PCRLv2", "skip"),
+    ]
+    assert set(fig6_pretrain_runs("demo")) <= set(pretrain_runs("demo"))
 
 
 def test_runs_are_unique_and_shared_runs_name_all_their_tables():
@@ -81,9 +85,9 @@ def test_runs_are_unique_and_shared_runs_name_all_their_tables():
         r
         for r in runs
         if (r.task, r.protocol, r.label_ratio, r.method, r.variant, r.seed)
-        == ("brats", "transfer", 0.1, "PCRLv2", "", 0)
+        == ("lits", "transfer", 0.1, "PCRLv2", "", 0)
     )
-    assert shared.tables == ("beyond", "table1", "table7")  # Table III is not run at demo
+    assert shared.tables == ("beyond", "table8")  # Table I is not run at demo
     paper = next(
         r
         for r in finetune_runs("paper")
@@ -133,7 +137,9 @@ def test_lowest_ratio_pcrlv2_and_ts_run_every_pretraining_seed_and_label_draw(pr
         assert len(mg) == plan.seeds_all and all(r.draw == 0 for r in mg)
 
 
-def test_compared_ablation_variants_get_the_design_and_names_are_distinct():
+def test_compared_ablation_variants_get_the_design_and_names_are_distinct(monkeypatch):
+    # the demo's plan with Table I run (the design of a compared variant, 5 paired units)
+    monkeypatch.setitem(SEEDS, "demo", replace(SEEDS["demo"], skip_tables=("table2", "table3")))
     runs = finetune_runs("demo")
     skip = [r for r in runs if r.variant == "skip" and r.task == "lits"]
     assert sorted((r.pretrain_seed, r.draw) for r in skip) == SEEDS["demo"].units(True)
@@ -155,7 +161,8 @@ def test_pretraining_runs_cover_the_finetuning_runs_3d_first():
     pre = pretrain_runs("demo")
     assert len(pre) == len(set(pre))
     needed = {r.pretrain for r in finetune_runs("demo")} - {None}
-    assert needed == set(pre)
+    assert needed | set(fig6_pretrain_runs("demo")) == set(pre)
+    assert PretrainRun("luna", "PCRLv2", "skip") not in needed  # Fig. 6's alone
     dims = [p.spatial_dims for p in pre]
     assert dims == sorted(dims, reverse=True)
     assert PretrainRun("luna", "Cube++") in pre and PretrainRun("nih", "Cube++") not in pre
