@@ -54,16 +54,26 @@ def beyond_checks() -> list[Check]:
     ]
 
 
-def beyond_table(records: Sequence[dict], n_boot: int = 2000) -> pd.DataFrame:
+def beyond_table(
+    records: Sequence[dict],
+    n_boot: int = 2000,
+    cells: Sequence[tuple[str, str, float]] = BEYOND_CELLS,
+) -> pd.DataFrame:
     """The table (:data:`COLUMNS`; module docstring) from run records (every record of the
     run folder: a run the table shares with Tables V, VII or VIII counts once, by its
-    task, ratio, method and draw); a cell a method has no runs in reads ``not run``."""
+    task, ratio, method and draw); a cell a method has no runs in reads ``not run``, and so
+    does every row of a cell outside ``cells`` - those the profile runs
+    (:func:`pcrl_lib.grid.beyond_cells`), so that the single draw-0 runs other tables keep
+    there (e.g. MG's in Table VII) never stand in for the table's paired units."""
     gains = verdict_table(records, beyond_checks(), n_boot).set_index("check")
     rows = []
     for task, protocol, ratio in BEYOND_CELLS:
         setting = f"{task} {protocol} {ratio:.0%}"
         for method in BEYOND_METHODS:
             cell = Check("beyond", setting, method, task, protocol, ratio, Arm(method), Arm(method))
+            if (task, protocol, ratio) not in cells:
+                rows.append({"setting": setting, "method": method, "verdict": NOT_RUN})
+                continue
             runs = arm_runs(records, cell, Arm(method))
             row: dict = {"setting": setting, "method": method}
             if runs:

@@ -280,9 +280,7 @@ def finetune_runs(profile: str, tables: tuple[str, ...] = TABLES) -> list[Finetu
                 )
                 add(table, task, protocol, ratio, "PCRLv2", v, source, compared)
     if "beyond" in tables:
-        for task, protocol, ratio in BEYOND_CELLS:
-            if plan.beyond_tasks is not None and task not in plan.beyond_tasks:
-                continue
+        for task, protocol, ratio in beyond_cells(profile):
             for method in BEYOND_METHODS:
                 add(
                     "beyond",
@@ -316,6 +314,12 @@ def pretrain_runs(profile: str, tables: tuple[str, ...] = TABLES) -> list[Pretra
     needed = {r.pretrain for r in finetune_runs(profile, tables) if r.pretrain is not None}
     needed |= set(fig6_pretrain_runs(profile))
     return sorted(needed, key=lambda p: (p.spatial_dims == 2, p.source, p.method, p.variant))
+
+
+def beyond_cells(profile: str) -> tuple[tuple[str, str, float], ...]:
+    """The cells of the table beyond the paper (:data:`BEYOND_CELLS`) the profile runs."""
+    tasks = SEEDS[profile].beyond_tasks
+    return tuple(c for c in BEYOND_CELLS if tasks is None or c[0] in tasks)
 
 
 def fig6_pretrain_runs(profile: str) -> list[PretrainRun]:

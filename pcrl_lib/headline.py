@@ -203,6 +203,8 @@ def headline_table(
                 }
             )
     table = pd.DataFrame(rows, columns=list(COLUMNS))
+    counts = ["pretrain_seeds", "label_draws", "test_cases", "zoo_steps"]
+    table[counts] = table[counts].astype("Int64")
     return table.round(
         {"mean": 2, "ts_mean": 2, "estimate": 2, "ci_low": 2, "ci_high": 2, "mde": 2}
     )

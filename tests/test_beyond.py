@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pcrl_lib.beyond import COLUMNS, FILE, beyond_checks, beyond_table, write_beyond
-from pcrl_lib.grid import BEYOND_CELLS, BEYOND_METHODS, finetune_runs
+from pcrl_lib.grid import BEYOND_CELLS, BEYOND_METHODS, beyond_cells, finetune_runs
 
 
 def record(task, protocol, method, draw, dice, pretrain_seed=None):
@@ -71,6 +71,27 @@ def test_gains_by_hand_and_not_run_cells():
     assert (table["mean_low"].dropna() >= 0).all() and (table["mean_high"].dropna() <= 100).all()
     luna = table[table["setting"] == "luna semi 10%"]
     assert set(luna["verdict"]) == {"not run"}
+
+
+def test_a_cell_the_profile_does_not_run_reads_not_run_despite_other_tables_runs():
+    # the demo runs LiTS only; Table VII keeps one draw-0 MG run and TS/PCRLv2 units on BraTS
+    assert beyond_cells("demo") == (("lits", "transfer", 0.1),)
+    assert beyond_cells("smoke") == beyond_cells("paper") == BEYOND_CELLS
+    base = np.random.default_rng(1).uniform(0.2, 0.6, 40)
+    records = [record("brats", "transfer", "MG", 0, base - 0.01, pretrain_seed=0)]
+    for d in range(2):
+        records.append(record("brats", "transfer", "TS", d, base))
+        records.append(record("brats", "transfer", "PCRLv2", d, base, pretrain_seed=d))
+        records.append(record("lits", "transfer", "TS", d, base))
+        records.append(record("lits", "transfer", "PGL", d, base + 0.02, pretrain_seed=d))
+    table = beyond_table(records, n_boot=100, cells=beyond_cells("demo"))
+    brats = table[table["setting"] == "brats transfer 10%"]
+    assert set(brats["verdict"]) == {"not run"} and brats["mean"].isna().all()
+    lits = table[table["setting"] == "lits transfer 10%"].set_index("method")
+    assert lits.loc["PGL", "estimate"] == pytest.approx(2.0)
+    # every cell: BraTS's single MG run gives a one-unit comparison there
+    every = beyond_table(records, n_boot=100).set_index(["setting", "method"])
+    assert every.loc[("brats transfer 10%", "MG"), "label_draws"] == 1
 
 
 def test_the_table_is_written_atomically_where_the_report_reads_it(tmp_path):

@@ -66,6 +66,8 @@ def test_table_pairs_each_method_with_ts_and_reads_not_run_without_records(tmp_p
     assert row["verdict"] == "gain" and row["estimate"] > 30
     assert (row["pretrain_seeds"], row["label_draws"], row["test_cases"]) == (3, 3, 300)
     assert row["zoo_steps"] == 300
+    # counts are integers in the CSV (not 3.0), also in a column with "not run" rows
+    assert "3,3,300," in table.to_csv(index=False)
     others = table[~((table["table"] == "table5") & (table["method"] == "PCRLv2"))]
     assert (others["verdict"] == "not run").all()
 
