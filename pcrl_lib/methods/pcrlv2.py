@@ -187,9 +187,7 @@ class PCRLv2(nn.Module):
         rates = self.net.rates
         if cfg.scales == 1:
             self.restore_rates, self.compare_rates = [1], [self.net.bottleneck_rate]
-        else:
-            if len(rates) < cfg.scales:
-                raise ValueError(f"{cfg.scales} scales need >= {cfg.scales} decoder levels")
+        else:  # PCRLv2Config checks depth >= scales; the 2D ResNet has five levels
             self.restore_rates = self.compare_rates = rates[-cfg.scales :]
         ch = self.net.level_channels
         self.restoration_heads = nn.ModuleDict()
