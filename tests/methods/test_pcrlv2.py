@@ -68,6 +68,10 @@ def test_every_field_of_each_preset(preset, dims):
     assert wide.to_dict() == {**cfg.to_dict(), "width": 0.5} and wide.preset == preset
 
 
+def test_the_default_preset_is_the_paper_in_3d():
+    assert pcrlv2_config().to_dict() == pcrlv2_config("paper", 3).to_dict()
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -332,7 +336,7 @@ def test_progress_defaults_to_the_start_of_pre_training():
     out = {}
     for key, kw in (("default", {}), ("start", {"progress": 0.0}), ("end", {"progress": 1.0})):
         torch.manual_seed(3)
-        out[key] = float(model(data, **kw)["restoration"])
+        out[key] = float(model(data, **kw)["restoration"].detach())
     assert out["default"] == out["start"] != out["end"]
 
 
@@ -416,3 +420,14 @@ def test_each_view_is_decoded_to_the_finest_rate_its_terms_use(monkeypatch):
     torch.manual_seed(0)
     model(batch(n_locals=3))
     assert finest == [8, 1, 2]
+
+
+def test_the_reported_scale_is_view_ones_rate(monkeypatch):
+    model = tiny(comparison_mode="crossed", scales=3)
+    monkeypatch.setattr(model, "_draw_pair", lambda i: (4, 2))  # view 1 at rate 4, view 2 at 2
+    torch.manual_seed(0)
+    assert int(model(batch())["scale"]) == 4
+    rest_only = tiny(comparison=False, scales=3)
+    monkeypatch.setattr(rest_only, "_draw_scale_index", lambda: 1)
+    data = {k: v for k, v in batch().items() if k != "locals"}
+    assert int(rest_only(data)["scale"]) == 2  # no comparison: the restored rate
