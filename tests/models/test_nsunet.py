@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pcrl_lib.models import NSUNet
-from pcrl_lib.models.nsunet import DecoderBlock
+from pcrl_lib.models.nsunet import CHECKPOINT_CHOICES, DecoderBlock, Up
 
 
 @pytest.mark.parametrize(
@@ -108,12 +108,15 @@ def test_bad_input_is_named():
         NSUNet(3, 1, depth=3, decoder_channels=[8, 16])
 
 
-@pytest.mark.parametrize(("dims", "checkpoint"), [(2, "all"), (3, "encoder"), (3, "all")])
-def test_checkpointing_full_resolution_changes_nothing_but_memory(dims, checkpoint):
+@pytest.mark.parametrize(
+    ("dims", "checkpoint", "skip"),
+    [(2, "all", False), (3, "encoder", False), (3, "all", False), (3, "all", True)],
+)
+def test_checkpointing_full_resolution_changes_nothing_but_memory(dims, checkpoint, skip):
     def run(checkpoint):
         torch.manual_seed(0)
         kw = {"depth": 3, "width": 0.125} if dims == 3 else {}
-        net = NSUNet(dims, 1 if dims == 3 else 3, checkpoint=checkpoint, **kw)
+        net = NSUNet(dims, 1 if dims == 3 else 3, skip=skip, checkpoint=checkpoint, **kw)
         calls = {"decoder": 0, "encoder": 0}
         net.blocks[-1].register_forward_pre_hook(
             lambda *_: calls.__setitem__("decoder", 1 + calls["decoder"])
@@ -169,3 +172,33 @@ def test_fused_upsample_conv_decoder_is_the_same_function(monkeypatch, dims, kw,
     scale = max(g.abs().max() for g in g0)  # (biases before a BN have ~0 gradients)
     for a, b in zip(g1, g0, strict=True):
         torch.testing.assert_close(a, b, atol=1e-10 * scale, rtol=1e-7)
+
+
+def test_defaults_and_error_messages():
+    net3, net2 = NSUNet(3, depth=3, width=0.125), NSUNet(2, 3)
+    assert net3.in_channels == 1  # CT
+    assert {b.up.mode for b in net3.blocks} == {"transpose"}  # the official 3D decoder
+    assert {b.up.mode for b in net2.blocks} == {"nearest"}  # the official 2D decoder
+    block = DecoderBlock(3, 8, 4)  # a block alone: no skip, transposed-conv up-sampling
+    assert (block.skip_channels, block.conv1.conv.in_channels, block.up.mode) == (0, 8, "transpose")
+    x = torch.randn(1, 1, 16, 16, 16)
+    assert 1 in net3.decode(net3.encoder(x), x.shape[2:])  # decodes to full resolution
+    cases = [
+        (lambda: NSUNet(3, checkpoint="some"),
+         f"checkpoint must be one of {CHECKPOINT_CHOICES}, got 'some'"),
+        (lambda: Up(3, 4, "bilinear"), "upsample mode must be 'transpose' or 'nearest', got 'bilinear'"),
+        (lambda: DecoderBlock(3, 8, 4, skip_channels=2)(torch.zeros(1, 8, 2, 2, 2), (4, 4, 4)),
+         "this decoder block was built with skip channels; got no skip"),
+        (lambda: net3(torch.zeros(1, 2, 16, 16, 16)),
+         "expected input (B, 1, ***) with 3 spatial dims, got (1, 2, 16, 16, 16)"),
+    ]  # fmt: skip
+    for make, message in cases:
+        with pytest.raises(ValueError) as err:
+            make()
+        assert str(err.value) == message
+
+
+def test_nearest_upsampling_doubles_every_pixel():
+    x = torch.arange(2 * 3 * 2 * 3, dtype=torch.float32).reshape(2, 3, 2, 3)
+    expected = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    assert torch.equal(Up(2, 3, "nearest")(x), expected)
