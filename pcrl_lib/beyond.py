@@ -35,8 +35,8 @@ FILE = "beyond_local_ssl.csv"
 COLUMNS = ("setting", "method", "mean", "mean_low", "mean_high", *DIFFERENCE_COLUMNS)
 
 
-def beyond_checks() -> list[Check]:
-    """Every method but TS against TS on every cell of the table."""
+def beyond_checks(cells: Sequence[tuple[str, str, float]] = BEYOND_CELLS) -> list[Check]:
+    """Every method but TS against TS on every cell of ``cells`` (default: the table's)."""
     return [
         Check(
             "beyond",
@@ -48,7 +48,7 @@ def beyond_checks() -> list[Check]:
             Arm(m),
             Arm("TS"),
         )  # fmt: skip
-        for task, protocol, ratio in BEYOND_CELLS
+        for task, protocol, ratio in cells
         for m in BEYOND_METHODS
         if m != "TS"
     ]
@@ -65,7 +65,7 @@ def beyond_table(
     does every row of a cell outside ``cells`` - those the profile runs
     (:func:`pcrl_lib.grid.beyond_cells`), so that the single draw-0 runs other tables keep
     there (e.g. MG's in Table VII) never stand in for the table's paired units."""
-    gains = verdict_table(records, beyond_checks(), n_boot).set_index("check")
+    gains = verdict_table(records, beyond_checks(cells), n_boot).set_index("check")
     rows = []
     for task, protocol, ratio in BEYOND_CELLS:
         setting = f"{task} {protocol} {ratio:.0%}"
