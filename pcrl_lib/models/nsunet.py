@@ -82,6 +82,8 @@ class DecoderBlock(nn.Module):
         """
         if self.skip_channels and skip is None:
             raise ValueError("this decoder block was built with skip channels; got no skip")
+        if not self.skip_channels and skip is not None:
+            raise ValueError("this decoder block was built without skip channels; got a skip")
         size = tuple(size)
         if self._fuse(x, size):
             return self.conv2(self.conv1.act(self.conv1.bn(self._upsample_conv(x, skip))))

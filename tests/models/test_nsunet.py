@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pcrl_lib.models import NSUNet
+from pcrl_lib.models import NSUNet, nsunet
 from pcrl_lib.models.nsunet import CHECKPOINT_CHOICES, DecoderBlock, Up
 
 
@@ -189,6 +189,8 @@ def test_defaults_and_error_messages():
         (lambda: Up(3, 4, "bilinear"), "upsample mode must be 'transpose' or 'nearest', got 'bilinear'"),
         (lambda: DecoderBlock(3, 8, 4, skip_channels=2)(torch.zeros(1, 8, 2, 2, 2), (4, 4, 4)),
          "this decoder block was built with skip channels; got no skip"),
+        (lambda: DecoderBlock(3, 8, 4)(torch.zeros(1, 8, 2, 2, 2), (4, 4, 4), torch.zeros(1, 2, 4, 4, 4)),
+         "this decoder block was built without skip channels; got a skip"),
         (lambda: net3(torch.zeros(1, 2, 16, 16, 16)),
          "expected input (B, 1, ***) with 3 spatial dims, got (1, 2, 16, 16, 16)"),
     ]  # fmt: skip
@@ -202,3 +204,31 @@ def test_nearest_upsampling_doubles_every_pixel():
     x = torch.arange(2 * 3 * 2 * 3, dtype=torch.float32).reshape(2, 3, 2, 3)
     expected = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
     assert torch.equal(Up(2, 3, "nearest")(x), expected)
+
+
+def test_odd_sizes_decode_to_the_encoders_sizes():
+    # the ResNet-18 encoder has no full-resolution feature: the decoder sizes that level
+    # from the input (65, not the 66 that up-sampling the rate-2 feature gives)
+    pyramid = NSUNet(2, 3).eval()(torch.zeros(1, 3, 65, 65))
+    assert {r: tuple(t.shape[2:]) for r, t in pyramid.items()} == {
+        32: (3, 3), 16: (5, 5), 8: (9, 9), 4: (17, 17), 2: (33, 33), 1: (65, 65)
+    }  # fmt: skip
+
+
+def test_the_fusion_decision_sees_the_blocks_sizes(monkeypatch):
+    calls = []
+    monkeypatch.setattr(nsunet, "upsample_conv_is_cheaper", lambda *a: calls.append(a) or False)
+    # 3D, transposed up-sampling, skip: coarse voxels count the batch (2 x 3*4*5); the
+    # up-sampled part of conv1 has the block's 8 input channels, not conv1's 8 + 2
+    block3 = DecoderBlock(3, 8, 4, skip_channels=2, upsample="transpose")
+    x3, skip3 = torch.zeros(2, 8, 3, 4, 5), torch.zeros(2, 2, 6, 8, 10)
+    block3(x3, (6, 8, 10), skip3)
+    assert calls == [(2 * 3 * 4 * 5, 8, 8, 4, 3, True)]
+    block2 = DecoderBlock(2, 6, 5, upsample="nearest")
+    block2(torch.zeros(3, 6, 2, 7), (4, 14))
+    assert calls[1:] == [(3 * 2 * 7, 6, 6, 5, 2, False)]
+    # a size other than exactly 2S, or an axis under 3 voxels, never reaches the decision
+    calls.clear()
+    block3(x3, (7, 8, 10), torch.zeros(2, 2, 7, 8, 10))
+    block3(torch.zeros(2, 8, 1, 4, 5), (2, 8, 10), torch.zeros(2, 2, 2, 8, 10))
+    assert calls == []
