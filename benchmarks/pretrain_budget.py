@@ -49,8 +49,11 @@ def main() -> None:
     default_out = REPO_ROOT / "results" / "studies" if args.profile == "demo" else None
     out = args.out or default_out or study_dir(args.profile, args.results)
     upto = plan.budgets[-1] if args.upto is None else args.upto
-    for budget in [b for b in plan.budgets if 0 < b <= upto]:
-        run_study(args.profile, folders, plan, budget, args.results, workers)
+    budgets = [b for b in plan.budgets if 0 < b <= upto]
+    for budget in budgets:
+        rows = run_study(args.profile, folders, plan, budget, args.results, workers)
+        if budget != budgets[-1] and all(r["status"] == "done before" for r in rows):
+            continue  # a resumed study: nothing new below the last budget to tabulate
         paths = write_study(args.profile, out, args.results)
         print(json.dumps({"budget": budget, "written": [str(p) for p in paths]}), flush=True)
 
