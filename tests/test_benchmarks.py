@@ -330,3 +330,22 @@ def test_side_by_side_in_2d_needs_no_released_folder(capsys):
     assert code == 0
     rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rec["benchmark"] == "side_by_side_2d_step" and rec["released_s"] > 0
+
+
+def _step_bound():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("step_bound", BENCH / "step_bound.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_step_bound_counts_the_largest_convolution_by_hand(tmp_path, capsys):
+    b = _step_bound()
+    assert b.conv_macs((1, 2, 3, 4, 5)) == 1 * 3 * 4 * 5 * 2 * 2 * 27
+    assert b.conv_macs() == 4 * 64 * 64 * 32 * 64 * 64 * 27  # 58.0 G multiply-adds
+    assert b.floor_seconds(6e9, 1.5e9) == 2.0  # 3 G multiply-adds at 1.5 G/s
+    assert b.conv_rate("fp32", (1, 2, 4, 4, 4), repeats=1) > 0
+    assert b.main(["--official", str(tmp_path)]) == 2
+    assert "no train_3d.py" in capsys.readouterr().err
