@@ -19,9 +19,10 @@ import json
 from dataclasses import replace
 
 from pcrl_lib.budget import PLANS, run_study, study_dir, write_study
-from pcrl_lib.grid import MAIN_TABLES, PROBE_TABLES, default_workers
+from pcrl_lib.grid import MAIN_TABLES, PROBE_TABLES
 from pcrl_lib.paths import REPO_ROOT
 from pcrl_lib.profiles import ensure_data
+from pcrl_lib.workers import default_workers
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pcrl_lib.grid import MAIN_TABLES, PROBE_TABLES, _map, source_folder
+from pcrl_lib.grid import MAIN_TABLES, PROBE_TABLES, source_folder
 from pcrl_lib.io import write_json_atomic
 from pcrl_lib.paths import results_root
 from pcrl_lib.profiles import (
@@ -48,6 +48,7 @@ from pcrl_lib.profiles import (
     pretrain_settings,
 )
 from pcrl_lib.verdicts import DIFFERENCE_COLUMNS
+from pcrl_lib.workers import run_jobs
 
 ROW_COLUMNS = (
     "method",
@@ -256,14 +257,14 @@ def run_study(
         for s in plan.sources
         for k in plan.seeds
     ]  # fmt: skip
-    rows += _map(measure_job, ts_jobs, workers)
+    rows += run_jobs(measure_job, ts_jobs, workers)
     runs = [(s, m, k) for s in plan.sources for m in plan.methods for k in plan.seeds]
     for steps in [b for b in plan.budgets if 0 < b <= upto]:
         pre = [
             (profile, s, m, k, steps, plan.budgets, source_folder(folders, s), base / "pretrain" / run_name(s, m, k))
             for s, m, k in runs
         ]  # fmt: skip
-        rows += _map(pretrain_job, pre, workers)
+        rows += run_jobs(pretrain_job, pre, workers)
         # every snapshot up to this budget not measured yet (step 0 is written by the
         # runs' first stage, before their first step)
         measure = [
@@ -271,7 +272,7 @@ def run_study(
             for b in plan.budgets if b <= steps
             for s, m, k in runs
         ]  # fmt: skip
-        rows += _map(measure_job, measure, workers)
+        rows += run_jobs(measure_job, measure, workers)
     return rows
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from pcrl_lib.io import write_json_atomic
 from pcrl_lib.paths import results_root
+from pcrl_lib.workers import default_workers, run_jobs
 
 VARIANTS: dict[str, dict] = {
     "": {},
@@ -358,47 +359,6 @@ def source_folder(folders: dict[str, Path], source: str) -> Path:
     return folders[source] / "volumes" if source == "luna" else folders[source]
 
 
-def default_workers(profile: str) -> int:
-    """Runs at a time: on a CPU, small models use two processes of one thread better than one
-    of two (measured: 1.6x the runs per hour); ``paper`` runs one at a time (GPU)."""
-    return 1 if profile == "paper" else max(1, min(2, os.cpu_count() or 1))
-
-
-def _one_thread_each(workers: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-
-
-def _map(fn, jobs: list[tuple], workers: int) -> list[dict]:
-    """``[fn(*job) for job in jobs]``, in ``workers`` processes when more than one; each row
-    is printed as its run ends. An exception in a run stops the grid with it."""
-    if workers <= 1 or len(jobs) <= 1:
-        rows = []
-        for job in jobs:
-            rows.append(fn(*job))
-            _print_row(rows[-1])
-        return rows
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_one_thread_each, initargs=(workers,)
-    ) as pool:
-        futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
-        rows: list[dict] = [{} for _ in jobs]
-        for fut in as_completed(futures):
-            rows[futures[fut]] = fut.result()
-            _print_row(rows[futures[fut]])
-    return rows
-
-
-def _print_row(row: dict) -> None:
-    if row["status"] != "done before":
-        print(f"{row['run']:45s} {row['status']:12s} {row['seconds']:7.1f} s", flush=True)
-
-
 def run_pretraining(
     profile: str,
     runs: list[PretrainRun],
@@ -411,7 +371,7 @@ def run_pretraining(
     and the grid goes on (its cells read ``fail``). ``workers``: runs at a time (default
     :func:`default_workers`). Returns one status row per run."""
     workers = default_workers(profile) if workers is None else workers
-    return _map(pretrain_one, [(profile, r, folders, results) for r in runs], workers)
+    return run_jobs(pretrain_one, [(profile, r, folders, results) for r in runs], workers)
 
 
 def pretrain_one(
@@ -508,7 +468,7 @@ def run_finetuning(
     time (default :func:`default_workers`). Returns one status row per run."""
     workers = default_workers(profile) if workers is None else workers
     jobs = [(profile, r, folders, results, r in keep_weights, n_boot) for r in runs]
-    return _map(_finetune_one, jobs, workers)
+    return run_jobs(_finetune_one, jobs, workers)
 
 
 def _finetune_one(

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pcrl_lib.grid import MAIN_TABLES, FinetuneRun, _map, output_dir, record_file, run_finetuning
+from pcrl_lib.grid import MAIN_TABLES, FinetuneRun, output_dir, record_file, run_finetuning
 from pcrl_lib.verdicts import DIFFERENCE_COLUMNS
+from pcrl_lib.workers import run_jobs
 from pcrl_lib.zoo import ZOO_DIR, read_manifest, zoo_checkpoint
 
 HEADLINE_TABLES = ("table4", "table5", "table8")
@@ -135,7 +136,7 @@ def run_headline(
     """Run TS (where the grid has not) and every zoo fine-tuning without a record."""
     rows = run_finetuning(profile, ts_runs(draws), folders, results, workers=workers)
     jobs = [(profile, r, folders, results, zoo) for r in headline_runs(draws, zoo)]
-    return rows + _map(finetune_from_zoo, jobs, workers)
+    return rows + run_jobs(finetune_from_zoo, jobs, workers)
 
 
 def headline_table(
