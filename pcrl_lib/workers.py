@@ -24,9 +24,9 @@ def _one_thread_each(workers: int) -> None:
 
 
 def run_jobs(fn: Callable[..., dict], jobs: list[tuple], workers: int) -> list[dict]:
-    """``[fn(*job) for job in jobs]``, in ``workers`` processes when more than one; each row
-    is printed as its run ends. An exception in a run stops
-    the caller with it (the grid, the budget study, the headline table)."""
+    """``[fn(*job) for job in jobs]``, in ``workers`` processes of ``cpu_count // workers``
+    threads each when more than one (spawned: ``fn`` must be importable); each row is
+    printed as its run ends. An exception in a run stops the caller with it."""
     if workers <= 1 or len(jobs) <= 1:
         rows = []
         for job in jobs:
