@@ -2,27 +2,41 @@
 on the synthetic LUNA volumes and NIH-like X-rays, measure a linear probe and a fine-tuning
 at every budget, and write the two study tables.
 
-Budget by budget up to ``--upto`` steps; runs extend from their checkpoints and measured
-snapshots are kept, so the study can be stopped (or killed) and started again, across
-sessions. Meant for the background:
+Run by run, seed by seed, up to ``--upto`` steps. Each finished run writes its records (for
+the demo into ``results/studies/pretrain_budget_records/``, committed: a run whose records
+exist is never run again, on any machine) and, for the demo at its largest budget, adds its
+encoder to the zoo when the zoo ships it (:func:`pcrl_lib.zoo.add_run_to_zoo`). The two
+tables are rewritten once every record of the plan up to ``--upto`` exists; until then the
+script says which are missing. Meant for the background, across sessions:
 
     nohup python benchmarks/pretrain_budget.py --profile demo --upto 3000 > budget.log &
 
-Writes ``pretrain_budget.csv`` and ``pretrain_budget_gains.csv`` after every budget - for
-the demo into ``results/studies/`` (committed), else into ``<results>/<profile>/budget/``.
+``--start-by`` leaves runs not begun by then for a later call (a run is about an hour on
+one core: do not start what the machine will not finish).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from dataclasses import replace
+from functools import partial
 
-from pcrl_lib.budget import PLANS, run_study, study_dir, write_study
+from pcrl_lib.budget import (
+    COMMITTED_RECORDS,
+    PLANS,
+    missing_records,
+    records_dir,
+    run_study,
+    study_dir,
+    write_study,
+)
 from pcrl_lib.grid import MAIN_TABLES, PROBE_TABLES
 from pcrl_lib.paths import REPO_ROOT
 from pcrl_lib.profiles import ensure_data
 from pcrl_lib.workers import default_workers
+from pcrl_lib.zoo import ZOO_DIR, add_run_to_zoo
 
 
 def main() -> None:
@@ -33,11 +47,17 @@ def main() -> None:
     parser.add_argument("--data-root", default=None, help="default: $PCRL_DATA_ROOT")
     parser.add_argument("--results", default=None, help="default: $PCRL_RESULTS")
     parser.add_argument("--out", default=None, help="where the two tables go")
+    parser.add_argument("--records", default=None, help="demo: results/studies/...records")
+    parser.add_argument("--zoo", default=None, help="demo: results/zoo; 'none': no zoo")
     parser.add_argument("--sources", nargs="+", default=None, help="a part of the plan's")
     parser.add_argument("--methods", nargs="+", default=None, help="a part of the plan's")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="a part of the plan's")
+    parser.add_argument(
+        "--start-by", type=float, default=None, help="minutes from now: no run starts later"
+    )
     args = parser.parse_args()
-    plan = PLANS[args.profile]
-    for name in ("sources", "methods"):  # e.g. the 3D runs here, the 2D ones on a GPU
+    full = plan = PLANS[args.profile]
+    for name in ("sources", "methods", "seeds"):  # e.g. the 3D runs here, the 2D ones on a GPU
         chosen = getattr(args, name)
         if chosen is not None:
             unknown = sorted(set(chosen) - set(getattr(plan, name)))
@@ -47,16 +67,26 @@ def main() -> None:
     tasks = {MAIN_TABLES[PROBE_TABLES[s]].task for s in plan.sources}
     folders = ensure_data(args.profile, args.data_root, roles=tuple(set(plan.sources) | tasks))
     workers = default_workers(args.profile) if args.workers is None else args.workers
-    default_out = REPO_ROOT / "results" / "studies" if args.profile == "demo" else None
-    out = args.out or default_out or study_dir(args.profile, args.results)
+    demo = args.profile == "demo"
+    records = args.records or (COMMITTED_RECORDS if demo else None)
+    records = records_dir(args.profile, args.results, records)
+    out = args.out or (REPO_ROOT / "results" / "studies" if demo else None)
+    out = out or study_dir(args.profile, args.results)
     upto = plan.budgets[-1] if args.upto is None else args.upto
-    budgets = [b for b in plan.budgets if 0 < b <= upto]
-    for budget in budgets:
-        rows = run_study(args.profile, folders, plan, budget, args.results, workers)
-        if budget != budgets[-1] and all(r["status"] == "done before" for r in rows):
-            continue  # a resumed study: nothing new below the last budget to tabulate
-        paths = write_study(args.profile, out, args.results)
-        print(json.dumps({"budget": budget, "written": [str(p) for p in paths]}), flush=True)
+    zoo = args.zoo or (str(ZOO_DIR) if demo and upto == full.budgets[-1] else "none")
+    after_run = None
+    if zoo != "none":
+        after_run = partial(add_run_to_zoo, steps=upto, profile=args.profile, out=zoo)
+    start_by = None if args.start_by is None else time.time() + 60 * args.start_by
+    run_study(
+        args.profile, folders, plan, upto, args.results, workers, records, after_run, start_by
+    )
+    missing = missing_records(full, upto, records)
+    if missing:
+        print(json.dumps({"upto": upto, "missing_records": missing, "tables": "not rewritten"}))
+        return
+    paths = write_study(args.profile, out, args.results, records)
+    print(json.dumps({"upto": upto, "written": [str(p) for p in paths]}), flush=True)
 
 
 if __name__ == "__main__":

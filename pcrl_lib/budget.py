@@ -20,10 +20,19 @@ Table IV), on the test split:
   paired with TS (training from scratch) on the same draws.
 
 Gains are :func:`pcrl_lib.verdicts.paired_difference` (hierarchical bootstrap over label
-draws, pre-training runs and test cases, widened for few units). Files, under
-``<results>/<profile>/budget/``: ``pretrain/<source>_<method>_p<seed>/`` (the runs),
-``records/`` (one JSON per measured snapshot, with per-case scores), and the two tables
-:func:`study_rows` and :func:`gain_table` write.
+draws, pre-training runs and test cases, widened for few units).
+
+The study proceeds **run by run** (:func:`study_run_job`): a run pre-trains to the largest
+budget asked for, then every snapshot is measured and its record written. The records are
+the study's durable result: each holds the per-case test results (scores as ranks,
+:func:`pcrl_lib.metrics.score_ranks`, gzip-compressed JSON: about 0.2 MB for an NIH record)
+and everything the tables need of its run (pretext loss, drift, pre-training seconds), so
+the tables are built from records alone, and a run whose records exist is never pre-trained
+again - the demo's records are committed (``results/studies/pretrain_budget_records/``),
+so the study accumulates across machines; a run killed before its records are written
+resumes from its ``last.pt`` where that still exists, else starts again. Files, under
+``<results>/<profile>/budget/``: ``pretrain/<source>_<method>_p<seed>/`` (the runs) and, by
+default, ``records/``.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -39,8 +49,8 @@ import numpy as np
 import pandas as pd
 
 from pcrl_lib.grid import MAIN_TABLES, PROBE_TABLES, source_folder
-from pcrl_lib.io import write_json_atomic
-from pcrl_lib.paths import results_root
+from pcrl_lib.io import read_json, write_json_atomic
+from pcrl_lib.paths import REPO_ROOT, results_root
 from pcrl_lib.profiles import (
     STUDY_OPTIMIZER,
     PretrainSettings,
@@ -71,6 +81,9 @@ ROW_COLUMNS = (
     "machine",
 )
 GAIN_COLUMNS = ("method", "source", "task", "steps", "measure", "reference", *DIFFERENCE_COLUMNS)
+RECORD_SUFFIX = ".json.gz"
+# the demo study's records, committed: the study's result, kept across machines
+COMMITTED_RECORDS = REPO_ROOT / "results" / "studies" / "pretrain_budget_records"
 
 
 @dataclass(frozen=True)
@@ -119,6 +132,34 @@ def record_name(source: str, method: str, seed: int, steps: int | None) -> str:
     if steps is None:
         return f"{source}_TS_d{seed}"
     return f"{run_name(source, method, seed)}_s{steps:06d}"
+
+
+def records_dir(
+    profile: str, results: str | os.PathLike | None = None, records: str | os.PathLike | None = None
+) -> Path:
+    """Where the study's records are: ``records`` when given, else
+    ``<results>/<profile>/budget/records``."""
+    return Path(records) if records is not None else study_dir(profile, results) / "records"
+
+
+def record_path(records: Path, source: str, method: str, seed: int, steps: int | None) -> Path:
+    """``<records>/<record_name>.json.gz``."""
+    return Path(records) / f"{record_name(source, method, seed, steps)}{RECORD_SUFFIX}"
+
+
+def missing_records(plan: BudgetPlan, upto: int, records: str | os.PathLike) -> list[str]:
+    """The record names the plan needs up to ``upto`` steps that ``records`` lacks (TS's
+    included): empty when the study is complete there."""
+    need = [(s, "TS", k, None) for s in plan.sources for k in plan.seeds]
+    need += [
+        (s, m, k, b)
+        for s in plan.sources
+        for m in plan.methods
+        for k in plan.seeds
+        for b in plan.budgets
+        if b <= upto
+    ]
+    return [record_name(*n) for n in need if not record_path(Path(records), *n).is_file()]
 
 
 def study_settings(profile: str, spatial_dims: int) -> PretrainSettings:
@@ -180,11 +221,12 @@ def measure_job(
     probe_draws: int,
 ) -> dict:
     """Probe and fine-tune one snapshot (``steps=None``: fine-tune TS on draw ``seed``) and
-    write its record; a status row."""
+    write its record (:func:`record_path`; scores as ranks, with the run's pretext loss,
+    drift and pre-training seconds at ``steps``); a status row."""
     from pcrl_lib.engine.experiment import run_finetune, run_probe
     from pcrl_lib.perf import machine_description
 
-    name = record.stem
+    name = record.name.removesuffix(RECORD_SUFFIX)
     if record.is_file():
         return {"run": name, "status": "done before", "seconds": 0.0}
     start = _now()
@@ -211,9 +253,10 @@ def measure_job(
             record_fields=fields,
             draw=seed,
         )
-    out = {**fields, "finetune": rec, "machine": machine_description()}
+    rec["per_case"] = _ranked(rec["per_case"])
+    out = {**fields, "finetune": rec, "scores": "ranks", "machine": machine_description()}
     if steps is not None:
-        out["probe"] = run_probe(
+        probe = run_probe(
             spec.task,
             folders[spec.task],
             settings,
@@ -224,9 +267,86 @@ def measure_job(
             split="test",
             per_case=True,
         )
+        probe["per_case"] = [_ranked(cases) for cases in probe["per_case"]]
+        out["probe"] = probe
+        out["pretrain"] = run_summary(Path(snapshot).parent, steps)
     out["wall_s"] = _now() - start
     write_json_atomic(record, out)
     return {"run": name, "status": "ran", "seconds": out["wall_s"]}
+
+
+def _ranked(per_case: dict) -> dict:
+    from pcrl_lib.metrics import score_ranks
+
+    return {**per_case, "y_score": score_ranks(per_case["y_score"]).tolist()}
+
+
+def run_summary(run_dir: Path, steps: int) -> dict[str, float | None]:
+    """What the tables need of a run at ``steps``, for its record: the pretext loss
+    (:func:`pretext_loss`; ``None`` at 0), the encoder's drift from step 0 (median and
+    deepest kernel, :func:`snapshot_drift`) and the pre-training seconds
+    (:func:`pretrain_seconds`)."""
+    if steps == 0:
+        return {"pretext_loss": None, "drift_median": 0.0, "drift_last": 0.0, "wall_s": 0.0}
+    log = Path(run_dir) / "log.jsonl"
+    drift = snapshot_drift(Path(run_dir), steps)
+
+    def number(x: float) -> float | None:
+        return None if math.isnan(x) else round(float(x), 6)
+
+    return {
+        "pretext_loss": number(pretext_loss(log, steps)),
+        "drift_median": number(drift["median"]),
+        "drift_last": number(drift["last"]),
+        "wall_s": number(pretrain_seconds(log, steps)),
+    }
+
+
+def study_run_job(
+    profile: str,
+    source: str,
+    method: str,
+    seed: int,
+    budgets: tuple[int, ...],
+    snapshots: tuple[int, ...],
+    folders: dict[str, Path],
+    run_dir: Path,
+    records: Path,
+    probe_draws: int,
+    after_run: Callable[[str, str, int, Path, Path], object] | None = None,
+    start_by: float | None = None,
+) -> dict:
+    """One run of the study: pre-train (or extend) it to ``budgets[-1]`` steps keeping
+    ``snapshots``, then measure every budget of ``budgets`` whose record is missing
+    (:func:`measure_job`), then call ``after_run(source, method, seed, run_dir, records)``
+    (e.g. the zoo's export). A run whose records all exist is not touched; one not begun
+    by ``start_by`` (``time.time()`` seconds) is left for later. A status row."""
+    import time
+
+    name = f"{run_name(source, method, seed)} -> {budgets[-1]}"
+    missing = [b for b in budgets if not record_path(records, source, method, seed, b).is_file()]
+    if not missing:
+        return {"run": name, "status": "done before", "seconds": 0.0}
+    if start_by is not None and time.time() > start_by:
+        return {"run": name, "status": "not started", "seconds": 0.0}
+    start = _now()
+    pretrain_job(
+        profile,
+        source,
+        method,
+        seed,
+        budgets[-1],
+        snapshots,
+        source_folder(folders, source),
+        run_dir,
+    )
+    for b in missing:
+        snapshot = run_dir / f"step_{b:06d}.pt"
+        record = record_path(records, source, method, seed, b)
+        measure_job(profile, source, method, seed, b, snapshot, folders, record, probe_draws)
+    if after_run is not None:
+        after_run(source, method, seed, run_dir, records)
+    return {"run": name, "status": "ran", "seconds": _now() - start}
 
 
 def _now() -> float:
@@ -242,49 +362,39 @@ def run_study(
     upto: int | None = None,
     results: str | os.PathLike | None = None,
     workers: int = 1,
+    records: str | os.PathLike | None = None,
+    after_run: Callable[[str, str, int, Path, Path], object] | None = None,
+    start_by: float | None = None,
 ) -> list[dict]:
-    """Run the study budget by budget up to ``upto`` steps (default: the plan's largest):
-    at each budget, pre-train (or extend) every run to it, then measure every snapshot not
-    measured yet (and TS once). Everything done before is kept; a killed study resumes.
-    ``folders``: :func:`pcrl_lib.profiles.ensure_data`'s, with each source's task. Returns
-    the status rows."""
+    """Run the study up to ``upto`` steps (default: the plan's largest): TS's fine-tunings,
+    then every run (:func:`study_run_job`), seed by seed, in ``workers`` processes.
+    Everything measured before is kept; a killed study resumes. ``folders``:
+    :func:`pcrl_lib.profiles.ensure_data`'s, with each source's task; ``records``:
+    :func:`records_dir`. Returns the status rows."""
     plan = PLANS[profile] if plan is None else plan
     upto = plan.budgets[-1] if upto is None else upto
+    budgets = tuple(b for b in plan.budgets if b <= upto)
+    if len(budgets) < 2:
+        raise ValueError(f"upto={upto}: below the plan's first budget after 0 ({plan.budgets})")
     base = study_dir(profile, results)
-    rows: list[dict] = []
+    records = records_dir(profile, results, records)
     ts_jobs = [
-        (profile, s, "TS", k, None, None, folders, base / "records" / f"{record_name(s, 'TS', k, None)}.json", plan.probe_draws)
+        (profile, s, "TS", k, None, None, folders, record_path(records, s, "TS", k, None), plan.probe_draws)
         for s in plan.sources
         for k in plan.seeds
     ]  # fmt: skip
-    rows += run_jobs(measure_job, ts_jobs, workers)
-    runs = [(s, m, k) for s in plan.sources for m in plan.methods for k in plan.seeds]
-    for steps in [b for b in plan.budgets if 0 < b <= upto]:
-        pre = [
-            (profile, s, m, k, steps, plan.budgets, source_folder(folders, s), base / "pretrain" / run_name(s, m, k))
-            for s, m, k in runs
-        ]  # fmt: skip
-        rows += run_jobs(pretrain_job, pre, workers)
-        # every snapshot up to this budget not measured yet (step 0 is written by the
-        # runs' first stage, before their first step)
-        measure = [
-            (profile, s, m, k, b, base / "pretrain" / run_name(s, m, k) / f"step_{b:06d}.pt", folders, base / "records" / f"{record_name(s, m, k, b)}.json", plan.probe_draws)
-            for b in plan.budgets if b <= steps
-            for s, m, k in runs
-        ]  # fmt: skip
-        rows += run_jobs(measure_job, measure, workers)
-    return rows
+    rows = run_jobs(measure_job, ts_jobs, workers)
+    runs = [
+        (profile, s, m, k, budgets, plan.budgets, folders, base / "pretrain" / run_name(s, m, k), records, plan.probe_draws, after_run, start_by)
+        for k in plan.seeds
+        for s in plan.sources
+        for m in plan.methods
+    ]  # fmt: skip
+    return rows + run_jobs(study_run_job, runs, workers)
 
 
-def _records(profile: str, results: str | os.PathLike | None) -> list[dict]:
-    folder = study_dir(profile, results) / "records"
-    out = []
-    for path in sorted(folder.glob("*.json")):
-        try:
-            out.append(json.loads(path.read_text()))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not a readable study record ({err})") from err
-    return out
+def _records(folder: Path) -> list[dict]:
+    return [read_json(path) for path in sorted(folder.glob(f"*{RECORD_SUFFIX}"))]
 
 
 def step_log(log: Path) -> dict[int, dict]:
@@ -355,22 +465,24 @@ def _finetune_run(rec: dict):
     return ArmRun(rec["pretrain_seed"], int(ft["draw"]), ft["per_case"], ft["test_split"])
 
 
-def study_rows(profile: str, results: str | os.PathLike | None = None) -> pd.DataFrame:
-    """One row per measured snapshot (:data:`ROW_COLUMNS`): the probe's AUROC (mean over
-    its draws, 95 % interval over draws and test cases), the fine-tuned AUROC (its draw's,
-    interval over test cases), the pretext loss at that step, the encoder's drift from
-    step 0 (median and deepest kernel), the pre-training seconds and the machine."""
+def study_rows(
+    profile: str,
+    results: str | os.PathLike | None = None,
+    records: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """One row per measured snapshot (:data:`ROW_COLUMNS`), from the records alone
+    (:func:`records_dir`): the probe's AUROC (mean over its draws, 95 % interval over draws
+    and test cases), the fine-tuned AUROC (its draw's, interval over test cases), the
+    pretext loss at that step, the encoder's drift from step 0 (median and deepest kernel),
+    the pre-training seconds and the machine (:func:`run_summary`)."""
     from pcrl_lib.verdicts import arm_interval
 
-    base = study_dir(profile, results)
     rows = []
-    for rec in _records(profile, results):
+    for rec in _records(records_dir(profile, results, records)):
         if rec["steps"] is None:
             continue
-        run_dir = base / "pretrain" / run_name(rec["source"], rec["method"], rec["pretrain_seed"])
-        steps, ft = int(rec["steps"]), rec["finetune"]
+        steps, ft, run = int(rec["steps"]), rec["finetune"], rec["pretrain"]
         probe = arm_interval(_probe_runs(rec))
-        drift = snapshot_drift(run_dir, steps) if steps else {"median": 0.0, "last": 0.0}
         rows.append(
             {
                 "method": rec["method"],
@@ -386,10 +498,10 @@ def study_rows(profile: str, results: str | os.PathLike | None = None) -> pd.Dat
                 "finetune_ci_low": 100 * ft["metrics"]["mean_ci"][0],
                 "finetune_ci_high": 100 * ft["metrics"]["mean_ci"][1],
                 "finetune_draw": ft["draw"],
-                "pretext_loss": pretext_loss(run_dir / "log.jsonl", steps),
-                "drift_median": drift["median"],
-                "drift_last": drift["last"],
-                "pretrain_wall_s": pretrain_seconds(run_dir / "log.jsonl", steps) if steps else 0.0,
+                "pretext_loss": math.nan if run["pretext_loss"] is None else run["pretext_loss"],
+                "drift_median": run["drift_median"],
+                "drift_last": run["drift_last"],
+                "pretrain_wall_s": run["wall_s"],
                 "machine": rec["machine"],
             }
         )
@@ -397,14 +509,18 @@ def study_rows(profile: str, results: str | os.PathLike | None = None) -> pd.Dat
     return table.sort_values(["source", "method", "steps", "seed"], ignore_index=True).round(4)
 
 
-def gain_table(profile: str, results: str | os.PathLike | None = None) -> pd.DataFrame:
+def gain_table(
+    profile: str,
+    results: str | os.PathLike | None = None,
+    records: str | os.PathLike | None = None,
+) -> pd.DataFrame:
     """One row per (source, method, budget) and measure (:data:`GAIN_COLUMNS`): the probe's
     gain over the same method's budget-0 probe (random initialisation; same seeds, draws and
     test cases) and the fine-tuning's gain over TS on the same draws, each a
     :func:`pcrl_lib.verdicts.paired_difference` with its verdict."""
     from pcrl_lib.verdicts import paired_difference, verdict
 
-    records = _records(profile, results)
+    records = _records(records_dir(profile, results, records))
     ts = {
         src: [_finetune_run(r) for r in records if r["steps"] is None and r["source"] == src]
         for src in {r["source"] for r in records}
@@ -436,19 +552,20 @@ def gain_table(profile: str, results: str | os.PathLike | None = None) -> pd.Dat
 
 
 def write_study(
-    profile: str, out_dir: str | os.PathLike, results: str | os.PathLike | None = None
+    profile: str,
+    out_dir: str | os.PathLike,
+    results: str | os.PathLike | None = None,
+    records: str | os.PathLike | None = None,
 ) -> tuple[Path, Path]:
     """Write ``pretrain_budget.csv`` (:func:`study_rows`) and ``pretrain_budget_gains.csv``
     (:func:`gain_table`) into ``out_dir`` atomically; returns their paths."""
     from pcrl_lib.io import write_text_atomic
 
     out = Path(out_dir)
-    rows_path = write_text_atomic(
-        out / "pretrain_budget.csv", study_rows(profile, results).to_csv(index=False)
-    )
-    gains_path = write_text_atomic(
-        out / "pretrain_budget_gains.csv", gain_table(profile, results).to_csv(index=False)
-    )
+    rows = study_rows(profile, results, records)
+    gains = gain_table(profile, results, records)
+    rows_path = write_text_atomic(out / "pretrain_budget.csv", rows.to_csv(index=False))
+    gains_path = write_text_atomic(out / "pretrain_budget_gains.csv", gains.to_csv(index=False))
     return rows_path, gains_path
 
 

@@ -391,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _zoo(args: argparse.Namespace) -> int:
     from pcrl_lib import zoo
+    from pcrl_lib.budget import COMMITTED_RECORDS
     from pcrl_lib.grid import MAIN_TABLES, PROBE_TABLES
     from pcrl_lib.profiles import ensure_data
 
@@ -406,7 +407,12 @@ def _zoo(args: argparse.Namespace) -> int:
     }
     folders = ensure_data("demo", args.data_root, roles=tuple(sorted(roles)))
     manifest = zoo.build_zoo(
-        args.steps, folders, entries, results=args.results, max_bytes=int(args.max_mb * 1e6)
+        args.steps,
+        folders,
+        entries,
+        results=args.results,
+        max_bytes=int(args.max_mb * 1e6),
+        records=COMMITTED_RECORDS,  # the demo study's (benchmarks/pretrain_budget.py)
     )
     size = sum(e["bytes"] for e in manifest["entries"]) / 1e6
     print(f"{len(manifest['entries'])} encoders, {size:.1f} MB, in {zoo.ZOO_DIR}")

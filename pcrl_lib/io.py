@@ -5,6 +5,7 @@ place) and the code version stamped into what the project writes.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -55,10 +56,32 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, default: Callable | None = str) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically and return the path."""
-    return write_text_atomic(
-        path, json.dumps(obj, indent=2, sort_keys=True, default=default) + "\n"
+    """Write ``obj`` as indented JSON to ``path`` atomically and return the path; a path
+    ending in ``.gz`` is gzip-compressed, with no time stamp in the header (the same object
+    gives the same bytes, so a committed file changes only when its content does)."""
+    text = json.dumps(
+        obj, indent=None if str(path).endswith(".gz") else 2, sort_keys=True, default=default
     )
+    if not str(path).endswith(".gz"):
+        return write_text_atomic(path, text + "\n")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(gzip.compress(text.encode(), compresslevel=9, mtime=0))
+    return Path(path)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON object in ``path`` (gzip-compressed when it ends in ``.gz``).
+
+    Raises:
+        ValueError: the file is not readable JSON (the message names it).
+    """
+    raw = Path(path).read_bytes()
+    try:
+        if str(path).endswith(".gz"):
+            raw = gzip.decompress(raw)
+        return json.loads(raw)
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not readable JSON ({err})") from err
 
 
 def _git(root: Path, *args: str) -> str:

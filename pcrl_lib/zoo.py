@@ -25,14 +25,15 @@ from pathlib import Path
 from pcrl_lib.budget import (
     PLANS,
     pretrain_job,
-    record_name,
+    record_path,
+    records_dir,
     run_name,
     step_log,
     study_dir,
     study_settings,
 )
 from pcrl_lib.grid import source_folder
-from pcrl_lib.io import atomic_path, code_version, write_json_atomic
+from pcrl_lib.io import atomic_path, code_version, read_json, write_json_atomic
 from pcrl_lib.paths import REPO_ROOT
 
 ZOO_DIR = REPO_ROOT / "results" / "zoo"
@@ -116,69 +117,133 @@ def build_zoo(
     results: str | os.PathLike | None = None,
     out: str | os.PathLike = ZOO_DIR,
     max_bytes: int = MAX_BYTES,
+    records: str | os.PathLike | None = None,
 ) -> dict:
     """Export the study's encoders after ``steps`` steps into ``out`` (pre-training any that
-    is missing) and write the manifest; returns it.
+    is missing) and add them to the manifest; returns it. ``records``: the study's
+    (:func:`pcrl_lib.budget.records_dir`), for each encoder's probe.
 
     Raises:
-        ZooError: the files would exceed ``max_bytes`` (nothing is written then).
+        ZooError: the files would exceed ``max_bytes``, or the zoo holds encoders of
+            another budget (nothing is written then).
     """
-    from pcrl_lib.budget import pretrain_seconds
-    from pcrl_lib.perf import machine_description
-
     entries = zoo_entries() if entries is None else entries
-    out = Path(out)
     base = study_dir(profile, results)
-    snapshots = {}
+    run_dirs = {}
     for e in entries:
         run_dir = base / "pretrain" / run_name(e.source, e.method, e.seed)
-        snapshot = run_dir / f"step_{steps:06d}.pt"
-        if not snapshot.is_file():
+        if not (run_dir / f"step_{steps:06d}.pt").is_file():
             budgets = tuple(sorted({*PLANS[profile].budgets, steps}))
             job = (profile, e.source, e.method, e.seed, steps, budgets)
             pretrain_job(*job, source_folder(folders, e.source), run_dir)
-        snapshots[e] = (run_dir, snapshot)
+        run_dirs[e] = run_dir
+    return _install(
+        run_dirs, steps, profile, Path(out), records_dir(profile, results, records), max_bytes
+    )
+
+
+def add_run_to_zoo(
+    source: str,
+    method: str,
+    seed: int,
+    run_dir: Path,
+    records: Path,
+    *,
+    steps: int,
+    profile: str = "demo",
+    out: str | os.PathLike = ZOO_DIR,
+    max_bytes: int = MAX_BYTES,
+    entries: tuple[ZooEntry, ...] | None = None,
+) -> dict | None:
+    """The budget study's ``after_run`` hook (:func:`pcrl_lib.budget.study_run_job`): add
+    a finished run's encoder after ``steps`` steps to the zoo if it is one of ``entries``
+    (default :func:`zoo_entries`); returns the manifest, or ``None`` for a run the zoo does
+    not ship. Several study processes may call it at once (the manifest is updated under a
+    lock)."""
+    entry = ZooEntry(source, method, seed)
+    if entry not in (zoo_entries() if entries is None else entries):
+        return None
+    return _install({entry: Path(run_dir)}, steps, profile, Path(out), Path(records), max_bytes)
+
+
+def _install(
+    run_dirs: dict[ZooEntry, Path],
+    steps: int,
+    profile: str,
+    out: Path,
+    records: Path,
+    max_bytes: int,
+) -> dict:
+    """Under a lock on ``out``: check the zoo's budget, stage the encoders of ``run_dirs``
+    after ``steps`` steps, check the zoo's size with them, then move them in and rewrite the
+    manifest."""
+    import fcntl
+
     out.mkdir(parents=True, exist_ok=True)
-    staged = {}
-    for e, (_, snapshot) in snapshots.items():
-        staged[e] = out / f".{e.file}.new"
-        export_encoder(snapshot, staged[e])
-    total = sum(p.stat().st_size for p in staged.values())
-    if total > max_bytes:
-        for p in staged.values():
-            p.unlink()
-        raise ZooError(
-            f"{out}: {len(staged)} encoders take {total / 1e6:.1f} MB, over the zoo's "
-            f"{max_bytes / 1e6:.0f} MB; ship fewer seeds (zoo_entries)"
-        )
-    manifest = {"steps": steps, "profile": profile, "entries": []}
-    for e, (run_dir, _) in snapshots.items():
-        final = out / e.file
-        staged[e].replace(final)
-        record = base / "records" / f"{record_name(e.source, e.method, e.seed, steps)}.json"
-        probe = None
-        if record.is_file():
-            p = json.loads(record.read_text())["probe"]
-            probe = {k: p[k] for k in ("task", "label_ratio", "split", "draws", "auroc", "mean")}
-        log = run_dir / "log.jsonl"
-        manifest["entries"].append(
-            {
-                **asdict(e),
-                "file": e.file,
-                "sha256": sha256(final),
-                "bytes": final.stat().st_size,
-                "steps": steps,
-                "dtype": "fp16",
-                "settings": asdict(study_settings(profile, 3 if e.source == "luna" else 2)),
-                "code_version": code_version(),
-                "loss_curve": _loss_curve(log, steps),
-                "probe": probe,
-                "pretrain_wall_s": round(pretrain_seconds(log, steps), 1),
-                "machine": machine_description(),
-            }
-        )
-    write_json_atomic(out / MANIFEST, manifest)
-    return manifest
+    lock = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = out / MANIFEST
+        manifest = read_manifest(out) if path.is_file() else {"steps": steps, "profile": profile}
+        if (manifest["steps"], manifest["profile"]) != (steps, profile):
+            raise ZooError(
+                f"{path}: the zoo holds {manifest['profile']} encoders after "
+                f"{manifest['steps']} steps, not {profile} after {steps}; delete {out} to "
+                "build it at another budget"
+            )
+        staged = {}
+        for e, run_dir in run_dirs.items():
+            staged[e] = out / f".{e.file}.{os.getpid()}.new"
+            export_encoder(run_dir / f"step_{steps:06d}.pt", staged[e])
+        kept = [x for x in manifest.get("entries", []) if x["file"] not in {e.file for e in staged}]
+        total = sum(x["bytes"] for x in kept) + sum(p.stat().st_size for p in staged.values())
+        problem = None
+        if total > max_bytes:
+            problem = (
+                f"{out}: {len(kept) + len(staged)} encoders take {total / 1e6:.1f} MB, over "
+                f"the zoo's {max_bytes / 1e6:.0f} MB; ship fewer seeds (zoo_entries)"
+            )
+        if problem:
+            for p in staged.values():
+                p.unlink()
+            raise ZooError(problem)
+        for e, tmp in staged.items():
+            tmp.replace(out / e.file)
+            kept.append(_manifest_entry(e, steps, profile, out, run_dirs[e], records))
+        manifest["entries"] = sorted(kept, key=lambda x: (x["source"], x["method"], x["seed"]))
+        write_json_atomic(path, manifest)
+        return manifest
+    finally:
+        os.close(lock)
+
+
+def _manifest_entry(
+    e: ZooEntry, steps: int, profile: str, out: Path, run_dir: Path, records: Path
+) -> dict:
+    from pcrl_lib.budget import pretrain_seconds
+    from pcrl_lib.perf import machine_description
+
+    final = out / e.file
+    record = record_path(records, e.source, e.method, e.seed, steps)
+    probe = None
+    if record.is_file():
+        p = read_json(record)["probe"]
+        probe = {k: p[k] for k in ("task", "label_ratio", "split", "draws", "auroc", "mean")}
+    log = run_dir / "log.jsonl"
+    return {
+        **asdict(e),
+        "file": e.file,
+        "sha256": sha256(final),
+        "bytes": final.stat().st_size,
+        "steps": steps,
+        "dtype": "fp16",
+        "settings": asdict(study_settings(profile, 3 if e.source == "luna" else 2)),
+        "code_version": code_version(),
+        "loss_curve": _loss_curve(log, steps),
+        "probe": probe,
+        "pretrain_wall_s": round(pretrain_seconds(log, steps), 1),
+        "machine": machine_description(),
+    }
 
 
 def read_manifest(zoo: str | os.PathLike = ZOO_DIR) -> dict:

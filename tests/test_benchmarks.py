@@ -194,24 +194,29 @@ def test_select_pretrain_optimizer_scores_every_candidate_and_chooses(tmp_path):
 
 
 @pytest.mark.slow
-def test_pretrain_budget_runs_a_part_of_the_plan_and_writes_its_tables(tmp_path):
+def test_pretrain_budget_writes_its_tables_once_the_plan_is_complete(tmp_path):
     import pandas as pd
 
-    lines = _run_env(
-        "pretrain_budget.py",
-        tmp_path,
-        "--profile",
-        "smoke",
-        "--sources",
-        "luna",
-        "--methods",
-        "MG",
-        "--workers",
-        "1",
+    records = tmp_path / "records"
+    part = ("--profile", "smoke", "--records", str(records), "--zoo", str(tmp_path / "zoo"))
+    (line,) = _run_env(
+        "pretrain_budget.py", tmp_path, *part, "--sources", "luna", "--methods", "MG"
     )
-    assert [x["budget"] for x in lines] == [2]
-    rows = pd.read_csv(lines[-1]["written"][0])
-    assert set(rows["method"]) == {"MG"} and sorted(rows["steps"]) == [0, 2]
+    assert line["tables"] == "not rewritten" and "nih_PCRLv2_p0_s000002" in line["missing_records"]
+    assert "luna_MG_p0_s000002" not in line["missing_records"]
+    assert sorted(p.name for p in (tmp_path / "zoo").iterdir()) == [
+        "luna_MG_p0.pt",
+        "manifest.json",
+    ]
+    # the rest of the plan; the finished run is not run again
+    (line,) = _run_env("pretrain_budget.py", tmp_path, *part, "--workers", "2")
+    rows = pd.read_csv(line["written"][0])
+    assert set(rows["method"]) == {"PCRLv2", "MG", "SimSiam"} and sorted(set(rows["steps"])) == [
+        0,
+        2,
+    ]
+    log = tmp_path / "results" / "smoke" / "budget" / "pretrain" / "luna_MG_p0" / "log.jsonl"
+    assert sum('"kind": "epoch"' in x for x in log.read_text().splitlines()) == 1  # one stage
     bad = subprocess.run(
         [sys.executable, str(BENCH / "pretrain_budget.py"), "--profile", "smoke", "--sources", "brats"],
         capture_output=True, text=True,

@@ -1,4 +1,7 @@
 import json
+import shutil
+import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -11,18 +14,24 @@ from pcrl_lib.budget import (
     ROW_COLUMNS,
     BudgetPlan,
     gain_table,
+    missing_records,
     plot_drift,
     plot_gains,
     pretext_loss,
     pretrain_seconds,
-    record_name,
+    record_path,
+    records_dir,
     run_name,
+    run_study,
+    run_summary,
     snapshot_drift,
     study_dir,
     study_rows,
+    study_run_job,
     study_settings,
     write_study,
 )
+from pcrl_lib.io import write_json_atomic
 
 
 def test_plans_ascend_from_zero_and_reject_bad_ones():
@@ -92,12 +101,12 @@ def _per_case(scores, labels):
 
 
 def _write_records(results, n=200, seeds=(0, 1, 2)):
-    """TS at chance-level scores, method M perfect after 10 steps, random at 0 steps."""
+    """TS at chance-level scores, method M perfect after 10 steps, random at 0 steps; each
+    record carries its run's summary, as :func:`measure_job` writes it."""
     rng = np.random.default_rng(0)
     labels = np.arange(n) % 2
     base = study_dir("smoke", results)
     records = base / "records"
-    records.mkdir(parents=True)
     ts = _per_case(rng.uniform(size=n), labels)
     for k in seeds:
         rec = {
@@ -106,7 +115,7 @@ def _write_records(results, n=200, seeds=(0, 1, 2)):
                          "metrics": {"mean": 0.5, "mean_ci": [0.4, 0.6]}},
             "machine": "m",
         }  # fmt: skip
-        (records / f"{record_name('luna', 'TS', k, None)}.json").write_text(json.dumps(rec))
+        write_json_atomic(record_path(records, "luna", "TS", k, None), rec)
     for k in seeds:
         run_dir = base / "pretrain" / run_name("luna", "M", k)
         run_dir.mkdir(parents=True)
@@ -114,16 +123,64 @@ def _write_records(results, n=200, seeds=(0, 1, 2)):
         for steps in (0, 10):
             state = {"encoder.w": torch.ones(3, 3) * (1 + steps / 10)}
             torch.save({"model": state, "step": steps}, run_dir / f"step_{steps:06d}.pt")
+        for steps in (0, 10):
             cases = _per_case(labels if steps else rng.uniform(size=n), labels)
             rec = {
                 "method": "M", "source": "luna", "steps": steps, "pretrain_seed": k,
                 "finetune": {"task": "luna", "draw": k, "per_case": cases, "test_split": "x",
                              "metrics": {"mean": 1.0 if steps else 0.5, "mean_ci": [0.9, 1.0]}},
                 "probe": {"draws": [0, 1, 2], "per_case": [cases] * 3, "test_split": "x"},
+                "pretrain": run_summary(run_dir, steps),
                 "machine": "m",
             }  # fmt: skip
-            name = record_name("luna", "M", k, steps)
-            (records / f"{name}.json").write_text(json.dumps(rec))
+            write_json_atomic(record_path(records, "luna", "M", k, steps), rec)
+
+
+def test_the_run_summary_is_what_the_tables_need_of_a_run(tmp_path):
+    _write_records(tmp_path, seeds=(0,))
+    run_dir = study_dir("smoke", tmp_path) / "pretrain" / run_name("luna", "M", 0)
+    assert run_summary(run_dir, 10) == {
+        "pretext_loss": 1.0, "drift_median": 1.0, "drift_last": 1.0, "wall_s": 20.0
+    }  # fmt: skip
+    zero = run_summary(run_dir, 0)
+    assert zero["pretext_loss"] is None and zero["drift_last"] == 0.0 and zero["wall_s"] == 0.0
+    # once the records exist the tables need no run folder: a new machine has none
+    shutil.rmtree(run_dir.parent)
+    rows = study_rows("smoke", tmp_path)
+    assert rows.loc[rows["steps"] == 10, "pretrain_wall_s"].tolist() == [20.0]
+    assert np.isnan(rows.loc[rows["steps"] == 0, "pretext_loss"]).all()
+
+
+def test_missing_records_lists_what_the_plan_still_needs(tmp_path):
+    plan = BudgetPlan(methods=("M",), sources=("luna",), budgets=(0, 10, 20), seeds=(0, 1, 2))
+    _write_records(tmp_path, seeds=(0, 1))
+    records = records_dir("smoke", tmp_path)
+    assert records == study_dir("smoke", tmp_path) / "records"
+    assert missing_records(plan, 10, records) == [
+        "luna_TS_d2",
+        "luna_M_p2_s000000",
+        "luna_M_p2_s000010",
+    ]
+    assert missing_records(replace(plan, seeds=(0, 1)), 20, records) == [
+        "luna_M_p0_s000020", "luna_M_p1_s000020"
+    ]  # fmt: skip
+    assert missing_records(replace(plan, seeds=(0, 1)), 10, records) == []
+
+
+def test_a_run_with_its_records_is_not_run_again_and_late_runs_wait(tmp_path):
+    _write_records(tmp_path, seeds=(0,))
+    records = records_dir("smoke", tmp_path)
+    called = []
+    # every record of budgets (0, 10) exists: no pre-training (its folder does not even exist)
+    job = ("smoke", "luna", "M", 0, (0, 10), (0, 10), {}, tmp_path / "none", records, 2)
+    row = study_run_job(*job, after_run=lambda *a: called.append(a))
+    assert row["status"] == "done before" and not called and not (tmp_path / "none").exists()
+    # budget 20 is missing, but the start-by time has passed: left for later, nothing written
+    late = ("smoke", "luna", "M", 0, (0, 10, 20), (0, 10, 20), {}, tmp_path / "none", records, 2)
+    row = study_run_job(*late, start_by=time.time() - 1)
+    assert row["status"] == "not started" and not (tmp_path / "none").exists()
+    with pytest.raises(ValueError, match="below the plan's first budget"):
+        run_study("smoke", {}, BudgetPlan(budgets=(0, 10)), upto=5, results=tmp_path)
 
 
 def test_rows_and_gains_from_records(tmp_path):
@@ -153,6 +210,6 @@ def test_rows_and_gains_from_records(tmp_path):
 def test_a_broken_record_is_named(tmp_path):
     folder = study_dir("smoke", tmp_path) / "records"
     folder.mkdir(parents=True)
-    (folder / "luna_M_p0_s000010.json").write_text("{not json")
-    with pytest.raises(ValueError, match="luna_M_p0_s000010.json"):
+    (folder / "luna_M_p0_s000010.json.gz").write_bytes(b"{not gzip")
+    with pytest.raises(ValueError, match=r"luna_M_p0_s000010.json.gz: not readable JSON"):
         study_rows("smoke", tmp_path)

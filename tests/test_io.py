@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from pcrl_lib.io import atomic_path, write_json_atomic
+from pcrl_lib.io import atomic_path, read_json, write_json_atomic
 
 
 def test_write_json_atomic_roundtrip(tmp_path):
@@ -31,3 +31,15 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's 0o600
+
+
+def test_gzip_json_is_deterministic_and_its_errors_name_the_file(tmp_path):
+    obj = {"b": [1, 2, 3] * 100, "a": None}
+    first = write_json_atomic(tmp_path / "r.json.gz", obj).read_bytes()
+    assert read_json(tmp_path / "r.json.gz") == obj
+    assert write_json_atomic(tmp_path / "r.json.gz", obj).read_bytes() == first  # no time stamp
+    assert len(first) < len(json.dumps(obj)) / 5  # compressed
+    assert read_json(write_json_atomic(tmp_path / "p.json", obj)) == obj  # plain JSON too
+    (tmp_path / "bad.json.gz").write_bytes(first[:20])  # truncated
+    with pytest.raises(ValueError, match=r"bad.json.gz: not readable JSON"):
+        read_json(tmp_path / "bad.json.gz")

@@ -226,3 +226,19 @@ def test_bootstrap_auroc_defaults_are_1000_resamples_and_seed_0():
     assert bootstrap_auroc(y, s) == bootstrap_auroc(y, s, n_boot=1000, alpha=0.05, seed=0)
     assert bootstrap_auroc(y, s) != bootstrap_auroc(y, s, n_boot=1001)
     assert bootstrap_auroc(y, s) != bootstrap_auroc(y, s, seed=1)
+
+
+def test_score_ranks_are_dense_per_class_and_keep_every_resampled_auroc():
+    from pcrl_lib.metrics import score_ranks, weighted_auroc
+
+    s = np.array([[0.3, 5.0], [0.1, 5.0], [0.3, -1.0], [0.9, 2.5]])
+    assert score_ranks(s).tolist() == [[1, 2], [0, 2], [1, 0], [2, 1]]  # ties share a rank
+    assert score_ranks(np.array([0.5, 0.2, 0.5])).tolist() == [1, 0, 1]  # (N,) stays (N,)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=(300, 3))
+    scores = np.round(rng.normal(size=(300, 3)) + y, 1)  # rounded: many ties
+    counts = rng.multinomial(300, np.ones(300) / 300, size=50)  # 50 bootstrap resamples
+    got = weighted_auroc(y, score_ranks(scores), counts)
+    np.testing.assert_array_equal(got, weighted_auroc(y, scores, counts))
+    with pytest.raises(ValueError, match=r"\(N,\) or \(N, C\)"):
+        score_ranks(np.zeros((2, 2, 2)))

@@ -3,8 +3,9 @@ import json
 import pytest
 import torch
 
-from pcrl_lib.budget import record_name, run_name, study_dir
+from pcrl_lib.budget import record_path, run_name, study_dir
 from pcrl_lib.cli import main
+from pcrl_lib.io import write_json_atomic
 from pcrl_lib.methods.registry import get_method
 from pcrl_lib.models.checkpoints import load_encoder
 from pcrl_lib.zoo import (
@@ -12,6 +13,7 @@ from pcrl_lib.zoo import (
     MAX_BYTES,
     ZooEntry,
     ZooError,
+    add_run_to_zoo,
     build_zoo,
     read_manifest,
     sha256,
@@ -47,10 +49,9 @@ def _fake_study(results, entries):
             "auroc": [61.0],
             "mean": 61.0,
         }
-        records = base / "records"
-        records.mkdir(exist_ok=True)
-        name = record_name(e.source, e.method, e.seed, STEPS)
-        (records / f"{name}.json").write_text(json.dumps({"probe": probe}))
+        write_json_atomic(
+            record_path(base / "records", e.source, e.method, e.seed, STEPS), {"probe": probe}
+        )
 
 
 ENTRIES = [ZooEntry("luna", "MG", 0), ZooEntry("luna", "MG", 1)]
@@ -113,6 +114,32 @@ def test_a_zoo_over_its_size_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ZooError, match="over the zoo's"):
         build_zoo(STEPS, {}, ENTRIES, results=tmp_path, out=zoo, max_bytes=1000)
     assert not (zoo / MANIFEST).exists() and not list(zoo.iterdir())
+
+
+def test_the_study_adds_its_runs_one_by_one(tmp_path):
+    _fake_study(tmp_path, ENTRIES + [ZooEntry("luna", "SimSiam", 0)])
+    zoo, base = tmp_path / "zoo", study_dir("demo", tmp_path)
+    build_zoo(STEPS, {}, ENTRIES[:1], results=tmp_path, out=zoo)
+    first = sha256(zoo / "luna_MG_p0.pt")
+
+    def add(method, seed, **kw):
+        run_dir = base / "pretrain" / run_name("luna", method, seed)
+        return add_run_to_zoo("luna", method, seed, run_dir, base / "records", out=zoo, **kw)
+
+    manifest = add("MG", 1, steps=STEPS, entries=tuple(ENTRIES))
+    assert [e["file"] for e in manifest["entries"]] == ["luna_MG_p0.pt", "luna_MG_p1.pt"]
+    assert manifest["entries"][1]["probe"]["mean"] == 61.0
+    assert sha256(zoo / "luna_MG_p0.pt") == first and len(verify_zoo(zoo)) == 2  # kept
+    assert add("SimSiam", 0, steps=STEPS, entries=tuple(ENTRIES)) is None  # not shipped
+    assert not (zoo / "luna_SimSiam_p0.pt").exists()
+    # again: replaced, not listed twice
+    assert len(add("MG", 1, steps=STEPS, entries=tuple(ENTRIES))["entries"]) == 2
+    with pytest.raises(ZooError, match=f"after {STEPS} steps, not demo after 20"):
+        add("MG", 1, steps=20, entries=tuple(ENTRIES))  # no step-20 snapshot is even read
+    one_file = (zoo / "luna_MG_p0.pt").stat().st_size
+    with pytest.raises(ZooError, match="over the zoo's"):
+        add("MG", 1, steps=STEPS, entries=tuple(ENTRIES), max_bytes=int(1.5 * one_file))
+    assert len(verify_zoo(zoo)) == 2 and not list(zoo.glob(".*"))  # nothing changed
 
 
 def test_bad_manifests_and_cli_errors(tmp_path, capsys):
