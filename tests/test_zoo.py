@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from pcrl_lib.budget import record_path, run_name, study_dir
+from pcrl_lib.budget import PLANS, record_path, run_name, study_dir
 from pcrl_lib.cli import main
 from pcrl_lib.io import write_json_atomic
 from pcrl_lib.methods.registry import get_method
@@ -150,3 +150,19 @@ def test_bad_manifests_and_cli_errors(tmp_path, capsys):
         read_manifest(tmp_path)
     assert main(["zoo", "build"]) == 2
     assert "--steps" in capsys.readouterr().err
+
+
+def test_the_shipped_zoo_matches_its_hashes_and_the_studys_records():
+    from pcrl_lib.budget import COMMITTED_RECORDS
+    from pcrl_lib.io import read_json
+    from pcrl_lib.zoo import ZOO_DIR
+
+    manifest = read_manifest(ZOO_DIR)
+    assert manifest["profile"] == "demo" and manifest["steps"] == PLANS["demo"].budgets[-1]
+    entries = verify_zoo(ZOO_DIR)
+    assert entries and sum(e["bytes"] for e in entries) <= MAX_BYTES
+    for e in entries:  # every shipped encoder is a measured snapshot of the committed study
+        record = read_json(
+            record_path(COMMITTED_RECORDS, e["source"], e["method"], e["seed"], manifest["steps"])
+        )
+        assert record["probe"]["mean"] == e["probe"]["mean"], e["file"]
