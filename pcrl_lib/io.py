@@ -59,10 +59,9 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, default: Callable | Non
     """Write ``obj`` as indented JSON to ``path`` atomically and return the path; a path
     ending in ``.gz`` is gzip-compressed, with no time stamp in the header (the same object
     gives the same bytes, so a committed file changes only when its content does)."""
-    text = json.dumps(
-        obj, indent=None if str(path).endswith(".gz") else 2, sort_keys=True, default=default
-    )
-    if not str(path).endswith(".gz"):
+    gz = str(path).endswith(".gz")
+    text = json.dumps(obj, indent=None if gz else 2, sort_keys=True, default=default)
+    if not gz:
         return write_text_atomic(path, text + "\n")
     with atomic_path(path) as tmp:
         tmp.write_bytes(gzip.compress(text.encode(), compresslevel=9, mtime=0))

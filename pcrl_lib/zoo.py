@@ -197,16 +197,13 @@ def _install(
             export_encoder(run_dir / f"step_{steps:06d}.pt", staged[e])
         kept = [x for x in manifest.get("entries", []) if x["file"] not in {e.file for e in staged}]
         total = sum(x["bytes"] for x in kept) + sum(p.stat().st_size for p in staged.values())
-        problem = None
         if total > max_bytes:
-            problem = (
+            for p in staged.values():
+                p.unlink()
+            raise ZooError(
                 f"{out}: {len(kept) + len(staged)} encoders take {total / 1e6:.1f} MB, over "
                 f"the zoo's {max_bytes / 1e6:.0f} MB; ship fewer seeds (zoo_entries)"
             )
-        if problem:
-            for p in staged.values():
-                p.unlink()
-            raise ZooError(problem)
         for e, tmp in staged.items():
             tmp.replace(out / e.file)
             kept.append(_manifest_entry(e, steps, profile, out, run_dirs[e], records))
