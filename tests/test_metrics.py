@@ -234,6 +234,7 @@ def test_score_ranks_are_dense_per_class_and_keep_every_resampled_auroc():
     s = np.array([[0.3, 5.0], [0.1, 5.0], [0.3, -1.0], [0.9, 2.5]])
     assert score_ranks(s).tolist() == [[1, 2], [0, 2], [1, 0], [2, 1]]  # ties share a rank
     assert score_ranks(np.array([0.5, 0.2, 0.5])).tolist() == [1, 0, 1]  # (N,) stays (N,)
+    assert score_ranks(s).dtype == np.int64  # integers: a record stores 2, not 2.0
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, size=(300, 3))
     scores = np.round(rng.normal(size=(300, 3)) + y, 1)  # rounded: many ties
@@ -242,3 +243,5 @@ def test_score_ranks_are_dense_per_class_and_keep_every_resampled_auroc():
     np.testing.assert_array_equal(got, weighted_auroc(y, scores, counts))
     with pytest.raises(ValueError, match=r"\(N,\) or \(N, C\)"):
         score_ranks(np.zeros((2, 2, 2)))
+    with pytest.raises(ValueError):  # scores are numbers: no ranking of text by its letters
+        score_ranks(["low", "high"])
