@@ -325,3 +325,78 @@ def test_sync_bn_is_ignored_without_a_process_group(tmp_path):
     pretrain(wrapper, _data(4), cfg, tmp_path)
     assert not any(isinstance(m, nn.SyncBatchNorm) for m in wrapper.modules())
     assert isinstance(wrapper.encoder[1], nn.BatchNorm1d)
+
+
+class HalfHead(Recorder):
+    """A head used on every other step only, like PCRLv2's scales not drawn in a step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(1, 1)
+
+    def forward(self, batch, progress=0.0):
+        out = super().forward(batch, progress)
+        if len(self.sizes) % 2:
+            out["loss"] = out["loss"] + self.head(batch["x"][:, :, :1]).mean()
+        return out
+
+
+@pytest.fixture
+def one_process_group(tmp_path):
+    """A gloo process group of one process in this process: the distributed branch of the
+    loop (DDP, all-reduces) runs where mutation testing sees it."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        yield dist
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_process_group_trains_through_ddp_and_averages_the_logged_terms(
+    tmp_path, one_process_group, monkeypatch
+):
+    import pcrl_lib.engine.pretrain as engine
+
+    wrapped, reduced = [], []
+    real_reduce = one_process_group.all_reduce
+
+    class Spy(engine.DistributedDataParallel):
+        def __init__(self, module, **kwargs):
+            wrapped.append(module)
+            super().__init__(module, **kwargs)
+
+    def spy_reduce(tensor, *args, **kwargs):
+        reduced.append(tensor.clone())
+        return real_reduce(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "DistributedDataParallel", Spy)
+    monkeypatch.setattr(one_process_group, "all_reduce", spy_reduce)
+    torch.manual_seed(0)
+    method = HalfHead()
+    cfg = PretrainConfig(epochs=2, batch_size=2, progress_bar=False, lr=0.1)
+    # the head gets no gradient every other step: DDP without find_unused_parameters
+    # would stop at the second step
+    pretrain(method, _data(4), cfg, tmp_path / "run")
+    assert wrapped == [method]
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    steps = [x for x in log if x["kind"] == "step"]
+    assert len(steps) == 4
+    # per step: the finite-loss flag, then the logged terms (loss, progress) stacked
+    assert len(reduced) == 8
+    terms = reduced[1::2]
+    assert all(t.shape == (2,) for t in terms)
+    # one process: the mean over processes is the process's own value
+    assert [x["loss"] for x in steps] == pytest.approx([float(t[0]) for t in terms])
+
+
+def test_sync_bn_in_a_process_group_converts_batch_norm(tmp_path, one_process_group):
+    torch.manual_seed(0)
+    wrapper = Recorder()
+    wrapper.encoder = nn.Sequential(nn.Conv1d(1, 1, 3, padding=1), nn.BatchNorm1d(1))
+    cfg = PretrainConfig(epochs=1, batch_size=2, progress_bar=False, sync_bn=True)
+    # nn.SyncBatchNorm needs GPUs: on the CPU DDP refuses the converted model, which shows
+    # the conversion happened
+    with pytest.raises(ValueError, match="SyncBatchNorm layers only work with GPU modules"):
+        pretrain(wrapper, _data(4), cfg, tmp_path)
