@@ -375,11 +375,13 @@ def test_a_process_group_trains_through_ddp_and_averages_the_logged_terms(
     monkeypatch.setattr(one_process_group, "all_reduce", spy_reduce)
     torch.manual_seed(0)
     method = HalfHead()
+    head_before = method.head.weight.detach().clone()
     cfg = PretrainConfig(epochs=2, batch_size=2, progress_bar=False, lr=0.1)
     # the head gets no gradient every other step: DDP without find_unused_parameters
     # would stop at the second step
     pretrain(method, _data(4), cfg, tmp_path / "run")
     assert wrapped == [method]
+    assert not torch.equal(method.head.weight, head_before)  # trained on its steps
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     steps = [x for x in log if x["kind"] == "step"]
     assert len(steps) == 4
