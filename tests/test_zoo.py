@@ -3,14 +3,15 @@ import json
 import pytest
 import torch
 
-from pcrl_lib.budget import PLANS, record_path, run_name, study_dir
+from pcrl_lib.budget import COMMITTED_RECORDS, PLANS, record_path, run_name, study_dir
 from pcrl_lib.cli import main
-from pcrl_lib.io import write_json_atomic
+from pcrl_lib.io import read_json, write_json_atomic
 from pcrl_lib.methods.registry import get_method
 from pcrl_lib.models.checkpoints import load_encoder
 from pcrl_lib.zoo import (
     MANIFEST,
     MAX_BYTES,
+    ZOO_DIR,
     ZooEntry,
     ZooError,
     add_run_to_zoo,
@@ -153,10 +154,6 @@ def test_bad_manifests_and_cli_errors(tmp_path, capsys):
 
 
 def test_the_shipped_zoo_matches_its_hashes_and_the_studys_records():
-    from pcrl_lib.budget import COMMITTED_RECORDS
-    from pcrl_lib.io import read_json
-    from pcrl_lib.zoo import ZOO_DIR
-
     manifest = read_manifest(ZOO_DIR)
     assert manifest["profile"] == "demo" and manifest["steps"] == PLANS["demo"].budgets[-1]
     entries = verify_zoo(ZOO_DIR)
