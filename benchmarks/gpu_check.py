@@ -48,6 +48,7 @@ from pcrl_lib.engine.pretrain import PretrainConfig, ViewDataset, pretrain  # no
 from pcrl_lib.methods.pcrlv2 import PCRLv2, pcrlv2_config  # noqa: E402
 from pcrl_lib.perf import (  # noqa: E402
     autocast_context,
+    effective_dtype,
     machine_description,
     mixed_input,
     mixed_model,
@@ -174,6 +175,7 @@ def time_step(dims: int, dtype: str, compiled: bool, ctx: dict, steps: int) -> d
     return {
         "dims": dims,
         "dtype": dtype,
+        "dtype_used": effective_dtype(dtype, device),
         "compile": compiled,
         "batch": batch,
         "step_s": round(step_s, 4),

@@ -19,7 +19,7 @@ from pcrl_lib.data.phantom import phantom_ct
 from pcrl_lib.data.synthetic.xray import synthetic_chest_xray
 from pcrl_lib.engine.experiment import _visual_words
 from pcrl_lib.methods.registry import METHODS
-from pcrl_lib.perf import autocast_context
+from pcrl_lib.perf import autocast_context, effective_dtype
 from pcrl_lib.pipeline import paper_view_generator
 from pcrl_lib.profiles import pretrain_settings
 
@@ -74,6 +74,7 @@ def main() -> None:
             "dim": args.dim,
             "batch": s.batch_size,
             "dtype": s.dtype,
+            "dtype_used": effective_dtype(s.dtype),
             "width": s.width,
             "median_s": round(float(np.median(times[1:])), 3),
         }

@@ -21,7 +21,7 @@ import torch
 
 from pcrl_lib.methods import PCRLv2, pcrlv2_config
 from pcrl_lib.models.nsunet import CHECKPOINT_CHOICES
-from pcrl_lib.perf import autocast_context, to_channels_last
+from pcrl_lib.perf import autocast_context, effective_dtype, to_channels_last
 
 
 def make_batch(dim: int, batch: int, n_locals: int, dtype: torch.dtype) -> dict:
@@ -88,6 +88,7 @@ def main() -> None:
                 "dim": args.dim,
                 "batch": batch,
                 "dtype": args.dtype,
+                "dtype_used": effective_dtype(args.dtype),  # fp32 on a CPU without native bf16
                 "preset": args.preset,
                 "width": args.width if args.dim == 3 else None,
                 "locals": args.locals,

@@ -1,8 +1,11 @@
 """Speed and device helpers (``pcrl_lib.perf``): device settings, loader options, layouts."""
 
+import functools
+
 import pytest
 import torch
 
+from pcrl_lib import perf
 from pcrl_lib.perf import loader_options, mixed_input, prepare_device
 
 
@@ -24,8 +27,68 @@ def test_batches_are_pinned_for_cuda_only():
 
 
 @pytest.mark.parametrize(("dtype", "channels_last"), [("fp32", False), ("bf16", True)])
-def test_mixed_input_moves_and_lays_out_a_batch(dtype, channels_last):
+def test_mixed_input_moves_and_lays_out_a_batch(dtype, channels_last, monkeypatch):
+    monkeypatch.setenv(perf.CPU_AUTOCAST_ENV, "on")  # bf16 as asked on any CPU
     x = torch.rand(2, 3, 4, 5, 6)
     y = mixed_input(x, dtype, "cpu")
     assert torch.equal(x, y)
     assert y.is_contiguous(memory_format=torch.channels_last_3d) == channels_last
+
+
+@pytest.fixture
+def cpu_without_native_bf16(monkeypatch):
+    """This CPU as one whose bf16 is emulated (AVX2): whatever the machine running the test."""
+    monkeypatch.delenv(perf.CPU_AUTOCAST_ENV, raising=False)
+    monkeypatch.setattr(perf, "cpu_native_mixed", lambda dtype: dtype == "fp32")
+
+
+def test_mixed_precision_falls_back_to_fp32_on_a_cpu_without_native_kernels(
+    cpu_without_native_bf16, monkeypatch
+):
+    monkeypatch.setattr(
+        perf, "_warn_fp32_fallback", functools.cache(perf._warn_fp32_fallback.__wrapped__)
+    )
+    with pytest.warns(RuntimeWarning, match="running in fp32.*PCRL_CPU_AUTOCAST=on"):
+        assert perf.effective_dtype("bf16", "cpu") == "fp32"
+        assert perf.effective_dtype("fp16", torch.device("cpu")) == "fp32"
+    assert perf.effective_dtype("bf16", "cuda") == "bf16"  # a GPU runs as asked
+    assert perf.effective_dtype("fp32", "cpu") == "fp32"
+    # every helper follows: no autocast, no channels-last, and the machine says so
+    with perf.autocast_context("bf16", "cpu"):
+        assert not torch.is_autocast_enabled("cpu")
+    x = torch.rand(2, 3, 4, 5, 6)
+    assert perf.mixed_input(x, "bf16", "cpu").is_contiguous()
+    model = perf.mixed_model(torch.nn.Conv3d(3, 3, 3), "bf16")
+    assert model.weight.is_contiguous()
+    assert ", bf16 as fp32, torch " in perf.machine_description() or torch.cuda.is_available()
+
+
+def test_cpu_autocast_can_be_forced_either_way(cpu_without_native_bf16, monkeypatch):
+    monkeypatch.setenv(perf.CPU_AUTOCAST_ENV, "on")
+    assert perf.effective_dtype("bf16", "cpu") == "bf16"
+    with perf.autocast_context("bf16", "cpu"):
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+        assert torch.is_autocast_enabled("cpu")
+    model = perf.mixed_model(torch.nn.Conv3d(3, 3, 3), "bf16")
+    assert model.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    monkeypatch.setattr(perf, "cpu_native_mixed", lambda dtype: True)
+    monkeypatch.setenv(perf.CPU_AUTOCAST_ENV, "OFF")  # case does not matter
+    assert perf.effective_dtype("bf16", "cpu") == "fp32"
+    assert perf.effective_dtype("bf16", "cuda:0") == "bf16"
+    monkeypatch.setenv(perf.CPU_AUTOCAST_ENV, "sometimes")
+    with pytest.raises(ValueError, match="PCRL_CPU_AUTOCAST='sometimes': must be one of auto"):
+        perf.effective_dtype("bf16", "cpu")
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        perf.effective_dtype("int8", "cpu")
+
+
+def test_native_kernels_are_judged_by_torch_own_probe(monkeypatch):
+    perf.cpu_native_mixed.cache_clear()
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_fp16_supported", lambda: True)
+    try:
+        assert not perf.cpu_native_mixed("bf16")
+        assert perf.cpu_native_mixed("fp16")
+        assert perf.cpu_native_mixed("fp32")
+    finally:
+        perf.cpu_native_mixed.cache_clear()
