@@ -27,11 +27,13 @@ from pcrl_lib.budget import (
     COMMITTED_RECORDS,
     PLANS,
     missing_records,
+    precision_changes,
     records_dir,
     run_study,
     study_dir,
     write_study,
 )
+from pcrl_lib.engine.experiment import default_device
 from pcrl_lib.grid import MAIN_TABLES, PROBE_TABLES
 from pcrl_lib.paths import REPO_ROOT
 from pcrl_lib.profiles import ensure_data
@@ -64,6 +66,16 @@ def main() -> None:
             if unknown:
                 parser.error(f"--{name} {unknown} not in the plan's {getattr(plan, name)}")
             plan = replace(plan, **{name: tuple(chosen)})
+    if args.profile == "demo" and args.records is None:
+        changes = precision_changes(plan, args.profile, default_device())
+        if changes:
+            parser.error(
+                "the committed records were measured at their settings' precision, which this "
+                f"machine would change ({'; '.join(changes)}: no native bf16 kernels on this "
+                "CPU). Run the study on a CPU with AVX-512 or on a GPU, or set "
+                "PCRL_CPU_AUTOCAST=on (bf16 as asked, 10-50x slower here), or write the "
+                "records elsewhere (--records DIR)"
+            )
     tasks = {MAIN_TABLES[PROBE_TABLES[s]].task for s in plan.sources}
     folders = ensure_data(args.profile, args.data_root, roles=tuple(set(plan.sources) | tasks))
     workers = default_workers(args.profile) if args.workers is None else args.workers

@@ -170,6 +170,23 @@ def study_settings(profile: str, spatial_dims: int) -> PretrainSettings:
     return replace(base, schedule="constant", **STUDY_OPTIMIZER[profile])
 
 
+def precision_changes(plan: BudgetPlan, profile: str, device: str) -> list[str]:
+    """The study's settings whose autocast precision ``device`` would change
+    (:func:`pcrl_lib.perf.effective_dtype`: bf16 runs as fp32 on a CPU without native bf16
+    kernels), e.g. ``["luna pre-training: bf16 -> fp32"]``; empty when every run keeps its
+    precision. The demo's committed records were measured as the settings ask: a record
+    measured at another precision would mix two designs in one curve."""
+    from pcrl_lib.perf import effective_dtype
+
+    asked = {f"{s} pre-training": study_settings(profile, 3 if s == "luna" else 2).dtype
+             for s in plan.sources}  # fmt: skip
+    for s in plan.sources:
+        task = MAIN_TABLES[PROBE_TABLES[s]].task
+        asked[f"{s} probe and fine-tuning ({task})"] = finetune_settings(profile, task).dtype
+    used = {name: effective_dtype(dtype, device) for name, dtype in asked.items()}
+    return [f"{name}: {asked[name]} -> {used[name]}" for name in asked if used[name] != asked[name]]
+
+
 def _checkpoint_step(run_dir: Path) -> int:
     import torch
 

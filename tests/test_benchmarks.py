@@ -1,6 +1,7 @@
 """The benchmark scripts run and print the JSON line they promise (speed is not tested)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -222,6 +223,16 @@ def test_pretrain_budget_writes_its_tables_once_the_plan_is_complete(tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert bad.returncode == 2 and "not in the plan" in bad.stderr
+
+
+def test_pretrain_budget_never_extends_the_committed_records_at_another_precision():
+    fp32 = subprocess.run(
+        [sys.executable, str(BENCH / "pretrain_budget.py"), "--profile", "demo", "--sources", "nih"],
+        capture_output=True, text=True, env={**os.environ, "PCRL_CPU_AUTOCAST": "off", "PCRL_DEVICE": "cpu"},
+    )  # fmt: skip
+    assert fp32.returncode == 2, fp32.stderr
+    assert "nih probe and fine-tuning (nih): bf16 -> fp32" in fp32.stderr
+    assert "Traceback" not in fp32.stderr
 
 
 def _side_by_side():

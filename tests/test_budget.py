@@ -17,6 +17,7 @@ from pcrl_lib.budget import (
     missing_records,
     plot_drift,
     plot_gains,
+    precision_changes,
     pretext_loss,
     pretrain_seconds,
     record_path,
@@ -43,6 +44,22 @@ def test_plans_ascend_from_zero_and_reject_bad_ones():
         BudgetPlan(budgets=(100, 300))
     with pytest.raises(ValueError, match="sources"):
         BudgetPlan(sources=("brats",))
+
+
+def test_precision_changes_name_the_runs_a_machine_would_run_in_fp32(monkeypatch):
+    plan = PLANS["demo"]
+    monkeypatch.setenv("PCRL_CPU_AUTOCAST", "on")
+    assert precision_changes(plan, "demo", "cpu") == []
+    monkeypatch.setenv("PCRL_CPU_AUTOCAST", "off")  # as on a CPU without native bf16
+    assert precision_changes(plan, "demo", "cpu") == [
+        "luna pre-training: bf16 -> fp32",  # 2D pre-training is fp32 at the demo
+        "luna probe and fine-tuning (luna): bf16 -> fp32",
+        "nih probe and fine-tuning (nih): bf16 -> fp32",
+    ]
+    assert precision_changes(plan, "demo", "cuda") == []  # a GPU runs as asked
+    assert precision_changes(replace(plan, sources=("nih",)), "demo", "cpu") == [
+        "nih probe and fine-tuning (nih): bf16 -> fp32"
+    ]
 
 
 def test_study_settings_hold_the_rate_after_warm_up():
