@@ -359,3 +359,20 @@ def test_view_config_refuses_each_bad_field_by_name(changes, message):
 
 def test_view_config_accepts_the_bounds():
     assert replace(paper_view_config(3), min_iou=0.0, n_locals=0).n_locals == 0
+
+
+def test_an_odd_second_crop_is_centred_on_a_voxel_of_the_first():
+    """Sub-crop draws the second global's centre voxel inside the first (Sec. 3.4): for an
+    odd size ``s`` the centre is ``start + s // 2``, so it must stay inside ``global1``
+    whenever the crop was not clipped at the image's border."""
+    cfg = paper_view_config(2, "sub", n_locals=1)
+    cfg = replace(cfg, global_sizes=CropSizes(sizes=((9, 9), (7, 11))), min_iou=0.05)
+    checked = 0
+    for seed in range(300):
+        vb = sample_boxes((128, 128), cfg, _rng(seed))
+        g1, g2 = vb.global1, vb.global2
+        for a, b, start, s in zip(g1.start, g1.stop, g2.start, g2.size, strict=True):
+            if 0 < start < 128 - s:  # not clipped
+                assert a <= start + s // 2 < b, (seed, g1, g2)
+                checked += start + s // 2 == a  # the edge case a centring off by one fails
+    assert checked >= 5
