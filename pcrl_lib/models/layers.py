@@ -180,7 +180,7 @@ def upsample_conv(
             ``(C,)``, or ``None`` for nearest-neighbour up-sampling.
 
     Returns:
-        ``(B, O, *2S)``.
+        ``(B, O, *2S)``, channels-last when ``x`` is.
     """
     dims = x.dim() - 2
     if up_bias is not None:
@@ -194,7 +194,13 @@ def upsample_conv(
         up_w = None if up_weight is None else up_weight.to(wdt)
         kernel = upsample_conv_kernel(conv_weight.to(wdt), up_w)
     transposed = F.conv_transpose3d if dims == 3 else F.conv_transpose2d
-    return transposed(x, kernel, conv_bias, stride=2, padding=1)
+    out = transposed(x, kernel, conv_bias, stride=2, padding=1)
+    # oneDNN keeps a channels-last input's layout where it has native kernels for the type;
+    # its emulated bf16 (a CPU without AVX-512) returns a contiguous map: lay it out again
+    layout = torch.channels_last_3d if dims == 3 else torch.channels_last
+    if x.is_contiguous(memory_format=layout) and not x.is_contiguous():
+        out = out.contiguous(memory_format=layout)
+    return out
 
 
 def upsample_conv_is_cheaper(
