@@ -68,15 +68,15 @@ def effective_dtype(dtype: str, device: torch.device | str = "cpu") -> str:
     _check_dtype(dtype)
     if DTYPES[dtype] is None or torch.device(device).type != "cpu":
         return dtype
-    if _cpu_runs_mixed(dtype):
+    mode = cpu_autocast_mode()
+    if _cpu_runs_mixed(dtype, mode):
         return dtype
-    if cpu_autocast_mode() == "auto":
+    if mode == "auto":
         _warn_fp32_fallback(dtype)
     return "fp32"
 
 
-def _cpu_runs_mixed(dtype: str) -> bool:
-    mode = cpu_autocast_mode()
+def _cpu_runs_mixed(dtype: str, mode: str) -> bool:
     return mode == "on" or (mode == "auto" and cpu_native_mixed(dtype))
 
 
@@ -180,6 +180,8 @@ def machine_description() -> str:
         except OSError:
             pass
         where = f"{where}, {torch.get_num_threads()} threads"
-        if not _cpu_runs_mixed("bf16"):  # its bf16 runs are fp32 runs (effective_dtype)
+        if not _cpu_runs_mixed(
+            "bf16", cpu_autocast_mode()
+        ):  # its bf16 runs are fp32 runs (effective_dtype)
             where = f"{where}, bf16 as fp32"
     return f"{where}, torch {torch.__version__.split('+')[0]}"
