@@ -50,7 +50,7 @@ import pandas as pd
 
 from pcrl_lib.grid import MAIN_TABLES, PROBE_TABLES, source_folder
 from pcrl_lib.io import read_json, write_json_atomic
-from pcrl_lib.paths import REPO_ROOT, results_root
+from pcrl_lib.paths import REPO_ROOT, data_root, results_root
 from pcrl_lib.profiles import (
     STUDY_OPTIMIZER,
     PretrainSettings,
@@ -271,6 +271,9 @@ def measure_job(
             draw=seed,
         )
     rec["per_case"] = _ranked(rec["per_case"])
+    rec["data"] = portable_path(rec["data"], data_root())
+    if snapshot is not None:
+        rec["checkpoint"] = portable_path(snapshot, Path(snapshot).parent.parent)
     out = {**fields, "finetune": rec, "scores": "ranks", "machine": machine_description()}
     if steps is not None:
         probe = run_probe(
@@ -290,6 +293,14 @@ def measure_job(
     out["wall_s"] = _now() - start
     write_json_atomic(record, out)
     return {"run": name, "status": "ran", "seconds": out["wall_s"]}
+
+
+def portable_path(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """``path`` as a POSIX path relative to ``root`` when it lies under ``root``, else its
+    last component: a committed record names its data and snapshot without this machine's
+    folders (``"demo/synthetic-nih"``, ``"nih_MG_p0/step_000300.pt"``)."""
+    path, root = Path(path).resolve(), Path(root).resolve()
+    return (path.relative_to(root) if path.is_relative_to(root) else Path(path.name)).as_posix()
 
 
 def _ranked(per_case: dict) -> dict:

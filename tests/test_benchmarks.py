@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pcrl_lib.io import read_json
 from pcrl_lib.methods.registry import METHODS
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -205,6 +206,9 @@ def test_pretrain_budget_writes_its_tables_once_the_plan_is_complete(tmp_path):
     )
     assert line["tables"] == "not rewritten" and "nih_PCRLv2_p0_s000002" in line["missing_records"]
     assert "luna_MG_p0_s000002" not in line["missing_records"]
+    written = read_json(records / "luna_MG_p0_s000002.json.gz")["finetune"]
+    assert written["checkpoint"] == "luna_MG_p0/step_000002.pt"  # no folder of this machine
+    assert written["data"] == "smoke/synthetic-luna/candidates"
     assert sorted(p.name for p in (tmp_path / "zoo").iterdir()) == [
         "luna_MG_p0.pt",
         "manifest.json",

@@ -17,6 +17,7 @@ from pcrl_lib.budget import (
     missing_records,
     plot_drift,
     plot_gains,
+    portable_path,
     precision_changes,
     pretext_loss,
     pretrain_seconds,
@@ -32,7 +33,8 @@ from pcrl_lib.budget import (
     study_settings,
     write_study,
 )
-from pcrl_lib.io import write_json_atomic
+from pcrl_lib.io import read_json, write_json_atomic
+from pcrl_lib.paths import REPO_ROOT
 
 
 def test_plans_ascend_from_zero_and_reject_bad_ones():
@@ -230,3 +232,37 @@ def test_a_broken_record_is_named(tmp_path):
     (folder / "luna_M_p0_s000010.json.gz").write_bytes(b"{not gzip")
     with pytest.raises(ValueError, match=r"luna_M_p0_s000010.json.gz: not readable JSON"):
         study_rows("smoke", tmp_path)
+
+
+def test_a_portable_path_is_relative_to_its_root_or_only_a_name(tmp_path):
+    snapshot = tmp_path / "pretrain" / "nih_MG_p0" / "step_000300.pt"
+    assert portable_path(snapshot, tmp_path / "pretrain") == "nih_MG_p0/step_000300.pt"
+    assert portable_path(tmp_path / "demo" / "synthetic-nih", tmp_path) == "demo/synthetic-nih"
+    assert portable_path(tmp_path / "elsewhere" / "x.pt", tmp_path / "pretrain") == "x.pt"
+    # ".." does not escape the root unnoticed
+    assert portable_path(tmp_path / "pretrain" / ".." / "y.pt", tmp_path / "pretrain") == "y.pt"
+
+
+def _strings(obj):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _strings(v)
+
+
+def test_the_committed_records_name_no_folder_of_the_machine_that_measured_them():
+    records = sorted((REPO_ROOT / "results" / "studies" / "pretrain_budget_records").glob("*.gz"))
+    assert records, "the demo's committed records are missing"
+    for path in records:
+        rec = read_json(path)
+        absolute = [s for s in _strings(rec) if s.startswith(("/", "~"))]
+        assert not absolute, f"{path.name}: {absolute[:3]}"
+        if rec["steps"] is not None:  # a snapshot, named within its run
+            assert rec["finetune"]["checkpoint"] == (
+                f"{run_name(rec['source'], rec['method'], rec['pretrain_seed'])}"
+                f"/step_{rec['steps']:06d}.pt"
+            )
