@@ -77,6 +77,21 @@ def test_method_steps_prints_every_3d_method():
     assert all(r["median_s"] > 0 and r["dim"] == 3 for r in rows)
 
 
+def test_cpu_layout_times_both_layouts_of_every_case():
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "cpu_layout.py"), "--profile", "smoke", "--dims", "3",
+         "--steps", "1"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    assert [r["case"] for r in rows] == [
+        "pre-training PCRLv2", "pre-training MG", "pre-training SimSiam", "fine-tuning luna"
+    ]  # fmt: skip
+    for r in rows:
+        assert r["contiguous_s"] > 0 and r["channels_last_s"] > 0 and r["dim"] == 3
+        assert r["ratio"] == pytest.approx(r["contiguous_s"] / r["channels_last_s"], abs=0.01)
+
+
 def test_linear_probe_prints_one_line_per_method_and_ratio(tmp_path):
     rec = _run(
         "linear_probe.py",
