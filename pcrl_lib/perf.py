@@ -128,8 +128,9 @@ def channels_last_for(dtype: str, device: torch.device | str, ndim: int) -> bool
     on AVX-512), and in fp32 on the CPU for 3D only.
 
     Measured side by side (``benchmarks/cpu_layout.py``, fp32, one thread, a 2-core AVX2
-    EPYC): 3D steps 1.2-2.3x faster channels-last (the demo's PCRLv2 pre-training step 1.3x,
-    its LUNA fine-tuning step 1.3x), 2D steps 0.54-1.03x (slower: they stay contiguous)."""
+    EPYC): 3D steps 1.1-2.3x faster channels-last (at the demo's shapes 1.1-1.6x: PCRLv2's
+    pre-training step 1.3-1.6x, the LUNA fine-tuning step 1.4x), 2D steps 0.54-1.09x (no
+    faster, often slower: they stay contiguous)."""
     if ndim not in (4, 5):
         return False
     if DTYPES[effective_dtype(dtype, device)] is not None:
