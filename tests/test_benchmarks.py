@@ -304,6 +304,18 @@ def test_peak_flops_are_known_for_the_listed_gpus_only():
     assert peak_flops("AMD EPYC, 2 threads, torch 2.14.1") is None
 
 
+def test_gpu_check_skips_the_sections_past_its_budget_and_says_so():
+    sys.path.insert(0, str(BENCH))
+    from gpu_check import run
+
+    result = run(True, 0.0, only=["device", "data"])  # the device section spends the budget
+    assert result["data"] == {"skipped": "time budget of 0 s spent"}
+    assert set(result["section_s"]) == {"device"}
+    assert "cpus" in result["device"]
+    unlimited = run(True, None, only=["device", "data"])  # the dry run's default: no budget
+    assert set(unlimited["section_s"]) == {"device", "data"} and "skipped" not in unlimited["data"]
+
+
 @pytest.mark.slow
 def test_gpu_check_dry_run_runs_every_section_on_the_cpu(tmp_path):
     """``benchmarks/gpu_check.sh --dry-run``: every section at tiny shapes, none failing."""
