@@ -9,8 +9,8 @@ layouts alternate step by step in one process, so their ratio is one run's:
 
 Prints one JSON line per case: ``contiguous_s`` and ``channels_last_s`` (medians over
 ``--steps`` forward + backward passes after one warm-up each) and ``ratio`` (contiguous /
-channels-last: above 1, channels-last is faster). :func:`pcrl_lib.perf.channels_last_for` lays
-out by what this measured.
+channels-last: above 1, channels-last is faster). Why fp32 stays contiguous for now:
+:func:`pcrl_lib.perf.channels_last_for`.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ settings a GPU run expects (:func:`prepare_device`, :func:`loader_options`).
 Measured on a 2-core CPU with AVX-512: bf16 autocast with ``channels_last_3d`` makes 3D
 convolution training steps 2-3x faster than fp32 (``benchmarks/pretrain_step.py``). On a CPU
 without native bf16 kernels it is the other way round (:func:`effective_dtype`), so the
-mixed-precision helpers here run such a CPU in fp32 - with 3D volumes still channels-last,
-which is faster in fp32 too (:func:`channels_last_for`).
+mixed-precision helpers here run such a CPU in fp32 (contiguous, as every fp32 run:
+:func:`channels_last_for`).
 """
 
 from __future__ import annotations
@@ -123,19 +123,19 @@ def loader_options(device: torch.device | str) -> dict:
 
 def channels_last_for(dtype: str, device: torch.device | str, ndim: int) -> bool:
     """Whether an ``ndim``-D batch (4: 2D images, 5: 3D volumes) and its model's kernels run
-    channels-last for ``dtype`` on ``device``: always under mixed precision at its
+    channels-last for ``dtype`` on ``device``: under mixed precision at its
     :func:`effective_dtype` (bf16 with channels-last is the fast combination: 2-3x for 3D
-    on AVX-512), and in fp32 on the CPU for 3D only.
+    on AVX-512); fp32 stays contiguous.
 
-    Measured side by side (``benchmarks/cpu_layout.py``, fp32, one thread, a 2-core AVX2
-    EPYC): 3D steps 1.1-2.3x faster channels-last (at the demo's shapes 1.1-1.6x: PCRLv2's
-    pre-training step 1.3-1.6x, the LUNA fine-tuning step 1.4x), 2D steps 0.54-1.09x (no
-    faster, often slower: they stay contiguous)."""
+    Open question, measured but not adopted: in fp32 on a 2-core AVX2 EPYC, side by side
+    (``benchmarks/cpu_layout.py``, one thread), the demo's 3D steps ran 1.1-1.6x faster
+    channels-last and its 2D steps 0.82-1.09x; but with 3D fp32 channels-last the
+    paper-shapes check (full-width 3D models) took visibly longer in ``make test`` (not
+    measured side by side), so the layout of fp32 3D waits for a measurement at those
+    shapes."""
     if ndim not in (4, 5):
         return False
-    if DTYPES[effective_dtype(dtype, device)] is not None:
-        return True
-    return torch.device(device).type == "cpu" and ndim == 5
+    return DTYPES[effective_dtype(dtype, device)] is not None
 
 
 def mixed_input(x: torch.Tensor, dtype: str, device: torch.device | str) -> torch.Tensor:
@@ -148,7 +148,7 @@ def mixed_input(x: torch.Tensor, dtype: str, device: torch.device | str) -> torc
 def mixed_model(model: nn.Module, dtype: str) -> nn.Module:
     """``model`` (in place) with its 2D and 3D kernels laid out as :func:`channels_last_for`
     says for ``dtype`` on the model's device (a model without parameters counts as on the
-    CPU): all channels-last under mixed precision, the 3D ones in fp32 on the CPU.
+    CPU): all channels-last under mixed precision, as they are in fp32.
 
     Measured on the 2-core CPU at one thread, bf16: the demo's quarter-width 3D candidate
     classifier evaluates 2.4x faster channels-last (3.7 vs 8.7 ms per 32^3 candidate).

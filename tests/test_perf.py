@@ -29,8 +29,8 @@ def test_batches_are_pinned_for_cuda_only():
 @pytest.mark.parametrize(
     ("dtype", "shape", "channels_last"),
     [
-        ("fp32", (2, 3, 4, 5, 6), True),  # 3D in fp32 on the CPU: channels-last
-        ("fp32", (2, 3, 4, 5), False),  # 2D in fp32: contiguous (faster there)
+        ("fp32", (2, 3, 4, 5, 6), False),  # fp32: contiguous
+        ("fp32", (2, 3, 4, 5), False),
         ("bf16", (2, 3, 4, 5, 6), True),
         ("bf16", (2, 3, 4, 5), True),
     ],
@@ -45,22 +45,23 @@ def test_mixed_input_moves_and_lays_out_a_batch(dtype, shape, channels_last, mon
     assert y.is_contiguous() != channels_last  # (C > 1: the two layouts differ)
 
 
-def test_channels_last_is_for_mixed_precision_and_for_3d_in_fp32_on_the_cpu(monkeypatch):
+def test_channels_last_is_for_mixed_precision_only(monkeypatch):
     monkeypatch.setenv(perf.CPU_AUTOCAST_ENV, "on")
-    assert perf.channels_last_for("fp32", "cpu", 5)
-    assert not perf.channels_last_for("fp32", "cpu", 4)
-    assert not perf.channels_last_for("fp32", "cuda", 5)  # a GPU only under mixed precision
+    assert not perf.channels_last_for("fp32", "cpu", 5)
+    assert not perf.channels_last_for("fp32", "cuda", 4)
     assert perf.channels_last_for("bf16", "cuda:0", 5) and perf.channels_last_for("bf16", "cuda", 4)
     assert perf.channels_last_for("bf16", "cpu", 4)
     assert not perf.channels_last_for("bf16", "cpu", 3)  # no layout for other ranks
-    # a model converts only the kernels of the ranks laid out so: in fp32, the 3D ones
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3), torch.nn.Conv3d(3, 3, 3))
     perf.mixed_model(model, "fp32")
-    assert model[1].weight.is_contiguous(memory_format=torch.channels_last_3d)
-    assert model[0].weight.is_contiguous() and not model[1].weight.is_contiguous()
+    assert model[0].weight.is_contiguous() and model[1].weight.is_contiguous()
     perf.mixed_model(model, "bf16")
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
-    assert not model[0].weight.is_contiguous()
+    assert model[1].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert not model[0].weight.is_contiguous() and not model[1].weight.is_contiguous()
+    # a module converts only the ranks it is given
+    only_3d = perf.to_channels_last(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3)), (5,))
+    assert only_3d[0].weight.is_contiguous()
 
 
 @pytest.fixture
@@ -81,11 +82,11 @@ def test_mixed_precision_falls_back_to_fp32_on_a_cpu_without_native_kernels(
         assert perf.effective_dtype("fp16", torch.device("cpu")) == "fp32"
     assert perf.effective_dtype("bf16", "cuda") == "bf16"  # a GPU runs as asked
     assert perf.effective_dtype("fp32", "cpu") == "fp32"
-    # every helper follows: no autocast, the layout of fp32, and the machine says so
+    # every helper follows: no autocast, no channels-last, and the machine says so
     with perf.autocast_context("bf16", "cpu"):
         assert not torch.is_autocast_enabled("cpu")
-    assert perf.mixed_input(torch.rand(2, 3, 4, 5), "bf16", "cpu").is_contiguous()
-    model = perf.mixed_model(torch.nn.Conv2d(3, 3, 3), "bf16")
+    assert perf.mixed_input(torch.rand(2, 3, 4, 5, 6), "bf16", "cpu").is_contiguous()
+    model = perf.mixed_model(torch.nn.Conv3d(3, 3, 3), "bf16")
     assert model.weight.is_contiguous()
     assert ", bf16 as fp32, torch " in perf.machine_description() or torch.cuda.is_available()
 
