@@ -181,7 +181,8 @@ def machine_description() -> str:
     torch sees one, else the CPU model (``/proc/cpuinfo``) and torch's thread count, and
     the torch version - e.g. ``"AMD EPYC 9554 64-Core Processor, 2 threads, torch 2.14.1"``;
     a CPU whose bf16 runs are fp32 runs (:func:`effective_dtype`) says ``"bf16 as fp32"``
-    after its threads."""
+    after its threads, and one that runs bf16 without native kernels (``PCRL_CPU_AUTOCAST=on``
+    there) ``"bf16 emulated"`` - the two round differently from a native-bf16 CPU's runs."""
     import platform
 
     if torch.cuda.is_available():
@@ -197,8 +198,8 @@ def machine_description() -> str:
         except OSError:
             pass
         where = f"{where}, {torch.get_num_threads()} threads"
-        if not _cpu_runs_mixed(
-            "bf16", cpu_autocast_mode()
-        ):  # its bf16 runs are fp32 runs (effective_dtype)
+        if not _cpu_runs_mixed("bf16", cpu_autocast_mode()):  # as effective_dtype runs it
             where = f"{where}, bf16 as fp32"
+        elif not cpu_native_mixed("bf16"):
+            where = f"{where}, bf16 emulated"
     return f"{where}, torch {torch.__version__.split('+')[0]}"

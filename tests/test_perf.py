@@ -94,12 +94,16 @@ def test_mixed_precision_falls_back_to_fp32_on_a_cpu_without_native_kernels(
 def test_cpu_autocast_can_be_forced_either_way(cpu_without_native_bf16, monkeypatch):
     monkeypatch.setenv(perf.CPU_AUTOCAST_ENV, "on")
     assert perf.effective_dtype("bf16", "cpu") == "bf16"
+    description = perf.machine_description()  # records say their bf16 was not native
+    assert ", bf16 emulated, torch " in description or torch.cuda.is_available()
+    assert "bf16 as fp32" not in description
     with perf.autocast_context("bf16", "cpu"):
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16
         assert torch.is_autocast_enabled("cpu")
     model = perf.mixed_model(torch.nn.Conv3d(3, 3, 3), "bf16")
     assert model.weight.is_contiguous(memory_format=torch.channels_last_3d)
     monkeypatch.setattr(perf, "cpu_native_mixed", lambda dtype: True)
+    assert "bf16" not in perf.machine_description()  # native kernels as asked: nothing said
     monkeypatch.setenv(perf.CPU_AUTOCAST_ENV, "OFF")  # case does not matter
     assert perf.effective_dtype("bf16", "cpu") == "fp32"
     assert perf.effective_dtype("bf16", "cuda:0") == "bf16"
