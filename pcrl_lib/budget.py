@@ -503,10 +503,14 @@ def study_rows(
     and test cases), the fine-tuned AUROC (its draw's, interval over test cases), the
     pretext loss at that step, the encoder's drift from step 0 (median and deepest kernel),
     the pre-training seconds and the machine (:func:`run_summary`)."""
+    return _study_rows(_records(records_dir(profile, results, records)))
+
+
+def _study_rows(records: list[dict]) -> pd.DataFrame:
     from pcrl_lib.verdicts import arm_interval
 
     rows = []
-    for rec in _records(records_dir(profile, results, records)):
+    for rec in records:
         if rec["steps"] is None:
             continue
         steps, ft, run = int(rec["steps"]), rec["finetune"], rec["pretrain"]
@@ -546,9 +550,12 @@ def gain_table(
     gain over the same method's budget-0 probe (random initialisation; same seeds, draws and
     test cases) and the fine-tuning's gain over TS on the same draws, each a
     :func:`pcrl_lib.verdicts.paired_difference` with its verdict."""
+    return _gain_table(_records(records_dir(profile, results, records)))
+
+
+def _gain_table(records: list[dict]) -> pd.DataFrame:
     from pcrl_lib.verdicts import paired_difference, verdict
 
-    records = _records(records_dir(profile, results, records))
     ts = {
         src: [_finetune_run(r) for r in records if r["steps"] is None and r["source"] == src]
         for src in {r["source"] for r in records}
@@ -586,12 +593,14 @@ def write_study(
     records: str | os.PathLike | None = None,
 ) -> tuple[Path, Path]:
     """Write ``pretrain_budget.csv`` (:func:`study_rows`) and ``pretrain_budget_gains.csv``
-    (:func:`gain_table`) into ``out_dir`` atomically; returns their paths."""
+    (:func:`gain_table`) into ``out_dir`` atomically; returns their paths. Both come from
+    one reading of the records, so a record written meanwhile by a running study cannot
+    appear in one table and not in the other."""
     from pcrl_lib.io import write_text_atomic
 
     out = Path(out_dir)
-    rows = study_rows(profile, results, records)
-    gains = gain_table(profile, results, records)
+    measured = _records(records_dir(profile, results, records))
+    rows, gains = _study_rows(measured), _gain_table(measured)
     rows_path = write_text_atomic(out / "pretrain_budget.csv", rows.to_csv(index=False))
     gains_path = write_text_atomic(out / "pretrain_budget_gains.csv", gains.to_csv(index=False))
     return rows_path, gains_path

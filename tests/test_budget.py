@@ -226,6 +226,20 @@ def test_rows_and_gains_from_records(tmp_path):
     assert list(line.get_ydata()) == [0.0, 1.0]  # step 0, step 10
 
 
+def test_write_study_reads_the_records_once(tmp_path, monkeypatch):
+    # a running study may add a record between two readings; both tables must come from one
+    import pcrl_lib.budget as budget
+
+    _write_records(tmp_path)
+    reads = []
+    real = budget._records
+    monkeypatch.setattr(budget, "_records", lambda folder: reads.append(folder) or real(folder))
+    rows_path, gains_path = write_study("smoke", tmp_path / "out", tmp_path)
+    assert len(reads) == 1
+    rows, gains = pd.read_csv(rows_path), pd.read_csv(gains_path)
+    assert set(rows["steps"]) == set(gains["steps"]) == {0, 10}
+
+
 def test_a_broken_record_is_named(tmp_path):
     folder = study_dir("smoke", tmp_path) / "records"
     folder.mkdir(parents=True)
