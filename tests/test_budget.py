@@ -12,6 +12,7 @@ from pcrl_lib.budget import (
     GAIN_COLUMNS,
     PLANS,
     ROW_COLUMNS,
+    STEP0_REFERENCE,
     BudgetPlan,
     gain_table,
     missing_records,
@@ -224,6 +225,28 @@ def test_rows_and_gains_from_records(tmp_path):
     drift = plot_drift(rows)
     (line,) = [x for x in drift.axes[0].lines if x.get_linestyle() == "-"]  # the deepest kernel
     assert list(line.get_ydata()) == [0.0, 1.0]  # step 0, step 10
+
+
+def test_finetune_step0_leaves_out_the_machine_that_measured_ts(tmp_path):
+    # M's runs measured on another machine: their budget-0 fine-tunings score perfectly
+    # where TS (same initialisation, other arithmetic) scored at chance
+    _write_records(tmp_path)
+    records = study_dir("smoke", tmp_path) / "records"
+    for k in (0, 1, 2):
+        path = record_path(records, "luna", "M", k, 0)
+        rec = read_json(path)
+        rec["finetune"]["per_case"] = read_json(record_path(records, "luna", "M", k, 10))[
+            "finetune"
+        ]["per_case"]
+        rec["machine"] = "n"
+        write_json_atomic(path, rec)
+    cell = gain_table("smoke", tmp_path).set_index(["steps", "measure"])
+    assert cell.loc[(0, "finetune"), "estimate"] > 20  # the machines' difference, as a gain
+    for steps in (0, 10):  # against its own step 0 nothing changed
+        assert cell.loc[(steps, "finetune_step0"), "estimate"] == 0.0
+        assert cell.loc[(steps, "finetune_step0"), "reference"] == STEP0_REFERENCE
+        assert cell.loc[(steps, "finetune_step0"), "verdict"] == "no detectable gain"
+    assert cell.loc[(10, "finetune"), "estimate"] == cell.loc[(0, "finetune"), "estimate"]
 
 
 def test_write_study_reads_the_records_once(tmp_path, monkeypatch):

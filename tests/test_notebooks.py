@@ -97,10 +97,17 @@ def test_the_budget_miniature_measures_every_snapshot_and_the_headline_uses_its_
     assert len(rows) == runs * len(plan.budgets)
     assert sorted(rows["steps"].unique()) == list(plan.budgets)
     gains = pd.read_csv(out / "tables" / "pretrain_budget_gains.csv")
-    assert tuple(gains.columns) == GAIN_COLUMNS and set(gains["measure"]) == {"probe", "finetune"}
+    assert tuple(gains.columns) == GAIN_COLUMNS
+    assert set(gains["measure"]) == {"probe", "finetune", "finetune_step0"}
     # at step 0 the fine-tuning starts from TS's very weights: the pairing's check
     start = gains[(gains["steps"] == 0) & (gains["measure"] == "finetune")]
     assert (start["estimate"] == 0).all()
+    # one machine measured TS and every run: TS and the runs' step 0 are the same reference
+    key = ["method", "source", "steps"]
+    ts, step0 = (
+        gains[gains["measure"] == m].set_index(key) for m in ("finetune", "finetune_step0")
+    )
+    assert step0["estimate"].to_dict() == ts["estimate"].to_dict()
     assert len(verify_zoo(out / "zoo")) == len(plan.methods) * len(plan.sources)
     headline = pd.read_csv(out / "tables" / "headline.csv")
     assert len(headline) == len(HEADLINE_TABLES) * len(HEADLINE_METHODS)
