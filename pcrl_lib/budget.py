@@ -423,7 +423,11 @@ def run_study(
     return rows + run_jobs(study_run_job, runs, workers)
 
 
-def _records(folder: Path) -> list[dict]:
+def _records(
+    profile: str, results: str | os.PathLike | None, records: str | os.PathLike | None
+) -> list[dict]:
+    """Every record of the study (:func:`records_dir`), in file-name order."""
+    folder = records_dir(profile, results, records)
     return [read_json(path) for path in sorted(folder.glob(f"*{RECORD_SUFFIX}"))]
 
 
@@ -505,7 +509,7 @@ def study_rows(
     and test cases), the fine-tuned AUROC (its draw's, interval over test cases), the
     pretext loss at that step, the encoder's drift from step 0 (median and deepest kernel),
     the pre-training seconds and the machine (:func:`run_summary`)."""
-    return _study_rows(_records(records_dir(profile, results, records)))
+    return _study_rows(_records(profile, results, records))
 
 
 def _study_rows(records: list[dict]) -> pd.DataFrame:
@@ -562,7 +566,7 @@ def gain_table(
       2 AUROC points between CPUs), which ``finetune`` counts as a gain or a loss. Added
       after the study began (the NIH SimSiam seeds 1-2 showed it); ``finetune`` stays the
       reported measure."""
-    return _gain_table(_records(records_dir(profile, results, records)))
+    return _gain_table(_records(profile, results, records))
 
 
 def _gain_table(records: list[dict]) -> pd.DataFrame:
@@ -581,11 +585,12 @@ def _gain_table(records: list[dict]) -> pd.DataFrame:
         task = recs[0]["finetune"]["task"]
         initial = cells.get((source, method, 0), [])
         seeds = {r["pretrain_seed"] for r in recs}
+        finetuned = [_finetune_run(r) for r in recs]
         pairs = [
             ("probe", "random init", [x for r in recs for x in _probe_runs(r)],
              [x for r in initial if r["pretrain_seed"] in seeds for x in _probe_runs(r)]),
-            ("finetune", "TS", [_finetune_run(r) for r in recs], ts.get(source, [])),
-            ("finetune_step0", STEP0_REFERENCE, [_finetune_run(r) for r in recs],
+            ("finetune", "TS", finetuned, ts.get(source, [])),
+            ("finetune_step0", STEP0_REFERENCE, finetuned,
              [_finetune_run(r) for r in initial if r["pretrain_seed"] in seeds]),
         ]  # fmt: skip
         for measure, reference, a, b in pairs:
@@ -613,7 +618,7 @@ def write_study(
     from pcrl_lib.io import write_text_atomic
 
     out = Path(out_dir)
-    measured = _records(records_dir(profile, results, records))
+    measured = _records(profile, results, records)
     rows, gains = _study_rows(measured), _gain_table(measured)
     rows_path = write_text_atomic(out / "pretrain_budget.csv", rows.to_csv(index=False))
     gains_path = write_text_atomic(out / "pretrain_budget_gains.csv", gains.to_csv(index=False))

@@ -256,7 +256,7 @@ def test_write_study_reads_the_records_once(tmp_path, monkeypatch):
     _write_records(tmp_path)
     reads = []
     real = budget._records
-    monkeypatch.setattr(budget, "_records", lambda folder: reads.append(folder) or real(folder))
+    monkeypatch.setattr(budget, "_records", lambda *where: reads.append(where) or real(*where))
     rows_path, gains_path = write_study("smoke", tmp_path / "out", tmp_path)
     assert len(reads) == 1
     rows, gains = pd.read_csv(rows_path), pd.read_csv(gains_path)
