@@ -6,6 +6,11 @@ runs (:func:`pcrl_lib.perf.effective_dtype`) and what the smoke profile asks for
 layouts alternate step by step in one process, so their ratio is one run's:
 
     python benchmarks/cpu_layout.py --profile demo --steps 4 --threads 1
+    python benchmarks/cpu_layout.py --profile paper --dims 3 --max-batch 2 --steps 2
+
+``--segmentation`` adds the 3D BraTS and LiTS U-Nets at the profile's patch size;
+``--max-batch`` caps the batch (the paper's 32 volumes of a full-width 3D step do not fit
+one CPU core's minutes); the shapes stay the profile's.
 
 Prints one JSON line per case: ``contiguous_s`` and ``channels_last_s`` (medians over
 ``--steps`` forward + backward passes after one warm-up each) and ``ratio`` (contiguous /
@@ -25,12 +30,14 @@ import numpy as np
 import torch
 from method_steps import method_images, method_step_inputs
 
-from pcrl_lib.models.downstream import Classifier
+from pcrl_lib.models.downstream import Classifier, SegmentationUNet
 from pcrl_lib.perf import machine_description, to_channels_last
 from pcrl_lib.profiles import classifier_input_shape, finetune_settings
 
 METHODS = ("PCRLv2", "MG", "SimSiam")
 TASKS = {3: ("luna", 1), 2: ("nih", 14)}  # the study's task per dimension, outputs
+SEGMENTATION = {"brats": 3, "lits": 1}  # the 3D segmentation tasks, output channels
+SEGMENTATION_CHANNELS = {"brats": 4, "lits": 1}  # their images' channels
 
 
 def side_by_side(
@@ -59,29 +66,46 @@ def side_by_side(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="demo", choices=("smoke", "demo"))
+    parser.add_argument("--profile", default="demo", choices=("smoke", "demo", "paper"))
     parser.add_argument("--dims", type=int, nargs="+", default=[3, 2], choices=(2, 3))
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="the study's workers use 1")
+    parser.add_argument("--max-batch", type=int, default=None, help="cap on the batch size")
+    parser.add_argument(
+        "--segmentation", nargs="*", default=None, choices=tuple(SEGMENTATION),
+        help="3D: also these segmentation U-Nets (no name: both)",
+    )  # fmt: skip
+    parser.add_argument("--finetuning-only", action="store_true", help="skip the pre-training")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     machine = machine_description()
+
+    def report(case: str, dim: int, batch: int, row: dict) -> None:
+        out = {"case": case, "dim": dim, "batch": batch, **row, "profile": args.profile}
+        print(json.dumps({**out, "threads": args.threads, "machine": machine}), flush=True)
+
     for dim in args.dims:
-        images = method_images(args.profile, dim)
-        for key in METHODS:
+        images = method_images(args.profile, dim)[: args.max_batch]
+        for key in () if args.finetuning_only else METHODS:
             model, batch = method_step_inputs(args.profile, dim, key, images)
             row = side_by_side(model, batch, lambda m, b: m(b)["loss"], args.steps)
-            out = {"case": f"pre-training {key}", "dim": dim, "batch": len(images), **row}
-            print(json.dumps({**out, "threads": args.threads, "machine": machine}), flush=True)
-        task, n_out = TASKS[dim]
-        s = finetune_settings(args.profile, task)
-        torch.manual_seed(0)
-        shape = classifier_input_shape(args.profile, task)
-        model = Classifier(dim, shape[0], n_out, depth=s.depth, width=s.width)
-        batch = {"image": torch.rand(s.batch_size, *shape)}
-        row = side_by_side(model, batch, lambda m, b: m(b["image"]).square().mean(), args.steps)
-        out = {"case": f"fine-tuning {task}", "dim": dim, "batch": s.batch_size, **row}
-        print(json.dumps({**out, "threads": args.threads, "machine": machine}), flush=True)
+            report(f"pre-training {key}", dim, len(images), row)
+        asked = args.segmentation
+        segmentation = [] if dim == 2 or asked is None else asked or list(SEGMENTATION)
+        tasks = [TASKS[dim]] + [(t, SEGMENTATION[t]) for t in segmentation]
+        for task, n_out in tasks:
+            s = finetune_settings(args.profile, task)
+            size = min(s.batch_size, args.max_batch or s.batch_size)
+            torch.manual_seed(0)
+            if task in SEGMENTATION:
+                shape = (SEGMENTATION_CHANNELS[task], *s.patch_size)
+                model = SegmentationUNet(dim, shape[0], n_out, depth=s.depth, width=s.width)
+            else:
+                shape = classifier_input_shape(args.profile, task)
+                model = Classifier(dim, shape[0], n_out, depth=s.depth, width=s.width)
+            batch = {"image": torch.rand(size, *shape)}
+            row = side_by_side(model, batch, lambda m, b: m(b["image"]).square().mean(), args.steps)
+            report(f"fine-tuning {task}", dim, size, row)
 
 
 if __name__ == "__main__":

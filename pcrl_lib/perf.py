@@ -129,10 +129,11 @@ def channels_last_for(dtype: str, device: torch.device | str, ndim: int) -> bool
 
     Open question, measured but not adopted: in fp32 on a 2-core AVX2 EPYC, side by side
     (``benchmarks/cpu_layout.py``, one thread), the demo's 3D steps ran 1.1-1.6x faster
-    channels-last and its 2D steps 0.82-1.09x; but with 3D fp32 channels-last the
-    paper-shapes check (full-width 3D models) took visibly longer in ``make test`` (not
-    measured side by side), so the layout of fp32 3D waits for a measurement at those
-    shapes."""
+    channels-last (three runs), the paper's 3D steps at batch 2 1.03-2.32x (PCRLv2, MG,
+    SimSiam, the LUNA classifier, the BraTS U-Net) and the 2D steps 0.82-1.09x; but with 3D
+    fp32 channels-last the paper-shapes check in ``make test`` (micro-batch 1) ran over 30
+    minutes longer, twice, so some workload those cases miss (LiTS's U-Net was not
+    measured) is much slower that way; fp32 stays contiguous until it is found."""
     if ndim not in (4, 5):
         return False
     return DTYPES[effective_dtype(dtype, device)] is not None

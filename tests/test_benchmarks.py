@@ -80,15 +80,17 @@ def test_method_steps_prints_every_3d_method():
 def test_cpu_layout_times_both_layouts_of_every_case():
     out = subprocess.run(
         [sys.executable, str(BENCH / "cpu_layout.py"), "--profile", "smoke", "--dims", "3",
-         "--steps", "1"],
+         "--steps", "1", "--segmentation", "--max-batch", "2"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
     assert [r["case"] for r in rows] == [
-        "pre-training PCRLv2", "pre-training MG", "pre-training SimSiam", "fine-tuning luna"
+        "pre-training PCRLv2", "pre-training MG", "pre-training SimSiam", "fine-tuning luna",
+        "fine-tuning brats", "fine-tuning lits",
     ]  # fmt: skip
     for r in rows:
         assert r["contiguous_s"] > 0 and r["channels_last_s"] > 0 and r["dim"] == 3
+        assert r["batch"] == 2 and r["profile"] == "smoke"
         assert r["ratio"] == pytest.approx(r["contiguous_s"] / r["channels_last_s"], abs=0.01)
 
 
