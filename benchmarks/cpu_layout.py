@@ -31,13 +31,13 @@ import torch
 from method_steps import method_images, method_step_inputs
 
 from pcrl_lib.models.downstream import Classifier, SegmentationUNet
+from pcrl_lib.paper_check import FINETUNE_SHAPES
 from pcrl_lib.perf import machine_description, to_channels_last
 from pcrl_lib.profiles import classifier_input_shape, finetune_settings
 
 METHODS = ("PCRLv2", "MG", "SimSiam")
 TASKS = {3: ("luna", 1), 2: ("nih", 14)}  # the study's task per dimension, outputs
-SEGMENTATION = {"brats": 3, "lits": 1}  # the 3D segmentation tasks, output channels
-SEGMENTATION_CHANNELS = {"brats": 4, "lits": 1}  # their images' channels
+SEGMENTATION = ("brats", "lits")  # the 3D segmentation tasks (channels, outputs: FINETUNE_SHAPES)
 
 
 def side_by_side(
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="the study's workers use 1")
     parser.add_argument("--max-batch", type=int, default=None, help="cap on the batch size")
     parser.add_argument(
-        "--segmentation", nargs="*", default=None, choices=tuple(SEGMENTATION),
+        "--segmentation", nargs="*", default=None, choices=SEGMENTATION,
         help="3D: also these segmentation U-Nets (no name: both)",
     )  # fmt: skip
     parser.add_argument("--finetuning-only", action="store_true", help="skip the pre-training")
@@ -92,13 +92,13 @@ def main() -> None:
             report(f"pre-training {key}", dim, len(images), row)
         asked = args.segmentation
         segmentation = [] if dim == 2 or asked is None else asked or list(SEGMENTATION)
-        tasks = [TASKS[dim]] + [(t, SEGMENTATION[t]) for t in segmentation]
+        tasks = [TASKS[dim]] + [(t, FINETUNE_SHAPES[t][1]) for t in segmentation]
         for task, n_out in tasks:
             s = finetune_settings(args.profile, task)
             size = min(s.batch_size, args.max_batch or s.batch_size)
             torch.manual_seed(0)
             if task in SEGMENTATION:
-                shape = (SEGMENTATION_CHANNELS[task], *s.patch_size)
+                shape = (FINETUNE_SHAPES[task][0][0], *s.patch_size)
                 model = SegmentationUNet(dim, shape[0], n_out, depth=s.depth, width=s.width)
             else:
                 shape = classifier_input_shape(args.profile, task)
