@@ -297,6 +297,21 @@ def test_side_by_side_runs_both_sides_and_refuses_a_missing_folder(tmp_path, cap
     assert "no released timing script" in capsys.readouterr().err
 
 
+def test_bootstrap_auroc_compares_with_a_revision_and_refuses_an_unknown_one():
+    rec = _run("bootstrap_auroc.py", "--cases", "50", "--classes", "3", "--resamples", "20",
+               "--rounds", "1", "--against", "HEAD")  # fmt: skip
+    assert (rec["cases"], rec["classes"], rec["resamples"]) == (50, 3, 20)
+    assert rec["identical"] is True  # HEAD's metrics.py is this checkout's
+    assert rec["ratio"] == pytest.approx(rec["against_median_s"] / rec["median_s"])
+    bad = subprocess.run(
+        [sys.executable, str(BENCH / "bootstrap_auroc.py"), "--against", "no-such-revision"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and not bad.stdout
+    assert "cannot read pcrl_lib/metrics.py at 'no-such-revision'" in bad.stderr
+
+
 def test_peak_flops_are_known_for_the_listed_gpus_only():
     sys.path.insert(0, str(BENCH))
     from gpu_check import peak_flops

@@ -209,6 +209,20 @@ def test_weighted_auroc_hand_values_one_pair_and_no_positive():
     assert out[0, 0] == 1.0 and math.isnan(out[1, 0]) and out[2, 0] == 1.0
 
 
+def test_weighted_auroc_hand_values_with_ties_and_multiplicities():
+    """Scores 0.5 (positive), 0.5 and 0.1 (negatives). Counts (2, 1, 1): the positive,
+    twice, ties one negative (1/2 each) and beats the other (1 each): (2 * 1/2 + 2 * 1) /
+    (2 * 2) = 0.75. Counts (1, 0, 3): beats all three copies of 0.1: 1. Counts (1, 2, 0):
+    ties both copies: 0.5. A class with no negative at all reads NaN for every resample."""
+    from pcrl_lib.metrics import weighted_auroc
+
+    y = np.array([[1, 1], [0, 1], [0, 1]])
+    s = np.array([[0.5, 0.3], [0.5, 0.2], [0.1, 0.1]])
+    out = weighted_auroc(y, s, np.array([[2, 1, 1], [1, 0, 3], [1, 2, 0]]))
+    assert out[:, 0].tolist() == [0.75, 1.0, 0.5]
+    assert np.isnan(out[:, 1]).all()
+
+
 def test_an_interval_needs_at_least_half_of_the_resamples_defined():
     from pcrl_lib.metrics import _percentile_interval
 
