@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pcrl_lib.budget import (
+    COMMITTED_RECORDS,
     GAIN_COLUMNS,
     PLANS,
     ROW_COLUMNS,
@@ -292,8 +293,9 @@ def _strings(obj):
 
 
 def test_the_committed_records_name_no_folder_of_the_machine_that_measured_them():
-    records = sorted((REPO_ROOT / "results" / "studies" / "pretrain_budget_records").glob("*.gz"))
-    assert records, "the demo's committed records are missing"
+    studies = REPO_ROOT / "results" / "studies"
+    records = sorted(studies.glob("pretrain_budget_records*/*.gz"))  # bf16, and LUNA in fp32
+    assert COMMITTED_RECORDS in {p.parent for p in records}, "the demo's records are missing"
     for path in records:
         rec = read_json(path)
         absolute = [s for s in _strings(rec) if s.startswith(("/", "~"))]
