@@ -7,7 +7,8 @@ computes a run's AUROC under each bootstrap resample of its test cases (2001 res
 candidates x 1. The inputs are synthetic (fixed seed): labels at the given prevalence
 (the NIH records': 4-18 % per finding; LUNA's: 38 %) and scores that are nearly all
 distinct, as the records' ranks are (a few ties). With ``--against REV`` the function
-as it was at ``REV`` (``git show REV:pcrl_lib/metrics.py``) runs on the same inputs,
+as it was at git revision ``REV`` (``git show REV:pcrl_lib/metrics.py``; or a file's,
+``--against path/to/metrics.py``) runs on the same inputs,
 alternating with today's round by round, and the line says whether the two returned the
 same array, bit for bit:
 
@@ -39,20 +40,25 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def auroc_at(rev: str) -> Callable:
-    """``weighted_auroc`` as defined at git revision ``rev`` of this repository.
+    """``weighted_auroc`` as defined in the file ``rev`` (a ``metrics.py``) or else at git
+    revision ``rev`` of this repository.
 
     Raises:
-        ValueError: git cannot show ``pcrl_lib/metrics.py`` at ``rev``.
+        ValueError: neither such a file nor a revision git can show
+            ``pcrl_lib/metrics.py`` at.
     """
-    shown = subprocess.run(
-        ["git", "-C", str(REPO), "show", f"{rev}:pcrl_lib/metrics.py"],
-        capture_output=True,
-        text=True,
-    )
-    if shown.returncode != 0:
-        raise ValueError(f"cannot read pcrl_lib/metrics.py at {rev!r}: {shown.stderr.strip()}")
-    module = types.ModuleType(f"metrics_at_{rev}")
-    exec(compile(shown.stdout, f"{rev}:pcrl_lib/metrics.py", "exec"), module.__dict__)
+    if Path(rev).is_file():
+        source, where = Path(rev).read_text(), rev
+    else:
+        where = f"{rev}:pcrl_lib/metrics.py"
+        shown = subprocess.run(
+            ["git", "-C", str(REPO), "show", where], capture_output=True, text=True
+        )
+        if shown.returncode != 0:
+            raise ValueError(f"cannot read pcrl_lib/metrics.py at {rev!r}: {shown.stderr.strip()}")
+        source = shown.stdout
+    module = types.ModuleType("metrics_against")
+    exec(compile(source, where, "exec"), module.__dict__)
     return module.weighted_auroc
 
 
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--resamples", type=int, default=2000, help="as the verdicts: 2000")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--against", default=None, help="a git revision to compare with")
+    parser.add_argument("--against", default=None, help="git revision, or a metrics.py")
     args = parser.parse_args(argv)
     try:
         other = None if args.against is None else auroc_at(args.against)
