@@ -346,9 +346,11 @@ def study_run_job(
     after_run: Callable[[str, str, int, Path, Path], object] | None = None,
     start_by: float | None = None,
 ) -> dict:
-    """One run of the study: pre-train (or extend) it to ``budgets[-1]`` steps keeping
-    ``snapshots``, then measure every budget of ``budgets`` whose record is missing
-    (:func:`measure_job`), then call ``after_run(source, method, seed, run_dir, records)``
+    """One run of the study: pre-train (or extend) it budget by budget up to
+    ``budgets[-1]`` steps keeping ``snapshots``, measuring each budget whose record is
+    missing (:func:`measure_job`) as soon as the run has reached it - so a run cut short
+    keeps the records of the budgets it passed, and its extension gives the same weights as
+    an uninterrupted run -, then call ``after_run(source, method, seed, run_dir, records)``
     (e.g. the zoo's export). A run whose records all exist is not touched; one not begun
     by ``start_by`` (``time.time()`` seconds) is left for later. A status row."""
     import time
@@ -360,20 +362,14 @@ def study_run_job(
     if start_by is not None and time.time() > start_by:
         return {"run": name, "status": "not started", "seconds": 0.0}
     start = _now()
-    pretrain_job(
-        profile,
-        source,
-        method,
-        seed,
-        budgets[-1],
-        snapshots,
-        source_folder(folders, source),
-        run_dir,
-    )
-    for b in missing:
-        snapshot = run_dir / f"step_{b:06d}.pt"
-        record = record_path(records, source, method, seed, b)
-        measure_job(profile, source, method, seed, b, snapshot, folders, record, probe_draws)
+    folder = source_folder(folders, source)
+    for stage in [b for b in budgets if b > 0 and b >= min(missing)]:
+        pretrain_job(profile, source, method, seed, stage, snapshots, folder, run_dir)
+        while missing and missing[0] <= stage:
+            b = missing.pop(0)
+            snapshot = run_dir / f"step_{b:06d}.pt"
+            record = record_path(records, source, method, seed, b)
+            measure_job(profile, source, method, seed, b, snapshot, folders, record, probe_draws)
     if after_run is not None:
         after_run(source, method, seed, run_dir, records)
     return {"run": name, "status": "ran", "seconds": _now() - start}

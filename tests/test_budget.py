@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from pcrl_lib import budget
 from pcrl_lib.budget import (
     COMMITTED_RECORDS,
     GAIN_COLUMNS,
@@ -202,6 +203,27 @@ def test_a_run_with_its_records_is_not_run_again_and_late_runs_wait(tmp_path):
     assert row["status"] == "not started" and not (tmp_path / "none").exists()
     with pytest.raises(ValueError, match="below the plan's first budget"):
         run_study("smoke", {}, BudgetPlan(budgets=(0, 10)), upto=5, results=tmp_path)
+
+
+def test_each_budget_is_measured_as_soon_as_the_run_reaches_it(tmp_path, monkeypatch):
+    # a run cut short (a session's end) keeps the records of the budgets it passed
+    calls = []
+    monkeypatch.setattr(budget, "pretrain_job", lambda *a: calls.append(("pretrain", a[4])))
+    monkeypatch.setattr(budget, "measure_job", lambda *a: calls.append(("measure", a[4])))
+    _write_records(tmp_path, seeds=(0,))
+    records = records_dir("smoke", tmp_path)
+    folders = {"luna": tmp_path}
+    job = ("smoke", "luna", "M", 1, (0, 10, 20), (0, 10, 20), folders, tmp_path / "run", records, 2)
+    after = []
+    row = study_run_job(*job, after_run=lambda *a: after.append(len(calls)))
+    assert row["status"] == "ran" and after == [5]
+    assert calls == [
+        ("pretrain", 10), ("measure", 0), ("measure", 10), ("pretrain", 20), ("measure", 20)
+    ]  # fmt: skip
+    # seed 0 has its records of 0 and 10 steps: one stage, to 20, and its one measurement
+    calls.clear()
+    study_run_job(*job[:3], 0, *job[4:])
+    assert calls == [("pretrain", 20), ("measure", 20)]
 
 
 def test_rows_and_gains_from_records(tmp_path):
